@@ -1,0 +1,42 @@
+# setdet: the README's commands. Each installs what it needs (idempotently) and builds first.
+BUILD_DIR ?= build
+ASAN_DIR ?= build-asan
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?=
+PYTHON := /usr/bin/python3
+
+.PHONY: all deps configure build test demo bench format sanitize clean
+
+all: build
+
+deps:
+	@bash scripts/install_deps.sh
+
+$(BUILD_DIR)/build.ninja: | deps
+	cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release $(CMAKE_FLAGS)
+
+configure: deps $(BUILD_DIR)/build.ninja
+
+build: configure
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+demo: build
+	bash scripts/demo.sh $(BUILD_DIR)
+
+bench: build
+	bash scripts/bench.sh $(BUILD_DIR)
+
+# ASan + UBSan build of setdet_core and its unit tests
+sanitize: deps
+	cmake -S . -B $(ASAN_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DSETDET_SANITIZE=ON
+	cmake --build $(ASAN_DIR) -j $(JOBS) --target setdet_core_tests
+	cd $(ASAN_DIR) && ctest --output-on-failure -R '^core\.'
+
+format:
+	find src apps tests bench -name '*.cpp' -o -name '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD_DIR) $(ASAN_DIR)

@@ -1,0 +1,57 @@
+// setdet command-line entry point: global options, then one registered subcommand.
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <exception>
+#include <iostream>
+#include <map>
+
+#include "command.h"
+#include "setdet/core/error.h"
+#include "setdet/core/parallel.h"
+
+namespace setdet::cli {
+
+std::vector<Command>& commands() {
+  static std::vector<Command> registry;
+  return registry;
+}
+
+}  // namespace setdet::cli
+
+int main(int argc, char** argv) {
+  using namespace setdet::cli;
+  CLI::App app{"setdet: object detection with first-class set-level stages"};
+  app.require_subcommand(1);
+  int threads = 0;
+  app.add_option("--threads", threads, "threads for LibTorch and setdet (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+
+  auto& registry = commands();
+  std::sort(registry.begin(), registry.end(),
+            [](const Command& a, const Command& b) { return a.name < b.name; });
+  std::map<CLI::App*, Action> actions;
+  for (const auto& command : registry) {
+    CLI::App* sub = app.add_subcommand(command.name, command.help);
+    actions[sub] = command.setup(*sub);
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  setdet::set_num_threads(threads);
+  at::set_num_threads(setdet::num_threads());
+
+  try {
+    for (auto& [sub, action] : actions) {
+      if (sub->parsed()) return action();
+    }
+  } catch (const std::exception& e) {
+    std::cerr << "setdet: error: " << e.what() << "\n";
+    return 1;
+  }
+  return 1;
+}
