@@ -1,6 +1,4 @@
 // setdet command-line entry point: global options, then one registered subcommand.
-#include <ATen/Parallel.h>
-
 #include <algorithm>
 #include <exception>
 #include <iostream>
@@ -8,7 +6,7 @@
 
 #include "command.h"
 #include "setdet/core/error.h"
-#include "setdet/core/parallel.h"
+#include "setdet/engine/threads.h"
 
 namespace setdet::cli {
 
@@ -42,8 +40,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  setdet::set_num_threads(threads);
-  at::set_num_threads(setdet::num_threads());
+  setdet::init_threads(threads);
 
   try {
     for (auto& [sub, action] : actions) {
