@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Runs every benchmark in bench/ (bench_*.py) against the build in $1; each prints its table.
+set -euo pipefail
+build_dir=${1:-build}
+root=$(cd "$(dirname "$0")/.." && pwd)
+export SETDET_OPS_LIB="$root/$build_dir/lib/libsetdet_ops.so"
+export SETDET_BIN="$root/$build_dir/bin/setdet"
+echo "setdet benchmarks, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+for bench in "$root"/bench/bench_*.py; do
+  echo
+  echo "== $(basename "$bench") =="
+  /usr/bin/python3 "$bench"
+done
