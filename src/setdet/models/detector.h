@@ -1,0 +1,36 @@
+// The interface every detector (one-stage, two-stage, DETR-like) offers to the runner, the
+// evaluator and the CLI. Built from a config by DetectorRegistry().
+#pragma once
+
+#include <torch/nn/module.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "setdet/config/registry.h"
+#include "setdet/data/batch.h"
+
+namespace setdet {
+
+// One image's detections, in ORIGINAL image pixels (the batch metas undo resize and flip).
+struct Detections {
+  at::Tensor boxes;   // [K, 4] float32 xyxy
+  at::Tensor scores;  // [K] float32, descending
+  at::Tensor labels;  // [K] int64, contiguous 0..C-1
+};
+
+class Detector : public torch::nn::Module {
+ public:
+  // Training: named losses (each a scalar); the runner sums every entry whose name starts with
+  // "loss" and logs all of them.
+  virtual std::map<std::string, at::Tensor> losses(const Batch& batch) = 0;
+  // Inference (call under torch::NoGradGuard, eval mode).
+  virtual std::vector<Detections> predict(const Batch& batch) = 0;
+  virtual int64_t num_classes() const = 0;
+};
+
+SETDET_DEFINE_REGISTRY(DetectorRegistry, std::shared_ptr<Detector>, "detector")
+
+}  // namespace setdet
