@@ -30,7 +30,7 @@ struct CocoAnnotation {
   int64_t category_id = 0;
   std::array<double, 4> bbox{};  // [x, y, w, h] pixels, as given
   double area = 0.0;             // the annotation's "area" field (mask area on COCO)
-  bool iscrowd = false;
+  bool iscrowd = false;          // read as 0 when the key is absent (pycocotools needs the key)
 };
 
 struct CocoDataset {
@@ -42,7 +42,9 @@ struct CocoDataset {
   // Lookups, built by index(): id -> position in images / categories.
   std::unordered_map<int64_t, size_t> image_index;
   std::unordered_map<int64_t, size_t> category_index;
-  void index();  // throws setdet::Error on duplicate image / category / annotation ids
+  // Throws setdet::Error on duplicate image / category / annotation ids and on annotations
+  // whose image_id / category_id is not among images / categories.
+  void index();
 };
 
 struct CocoDetection {
@@ -52,11 +54,16 @@ struct CocoDetection {
   double score = 0.0;
 };
 
-// Reads an instances JSON (images, annotations with bbox / area / iscrowd, categories).
+// Reads an instances JSON (images, annotations with bbox / area / iscrowd, categories) and
+// calls index(). Required: images[].id; annotations[].{id, image_id, category_id, bbox, area};
+// categories[].id. Numbers may be integers or floats (ids must have integral values); bbox
+// widths / heights and areas must be >= 0 and finite; other keys (segmentation, info, ...) are
+// skipped. Errors read "<path>: annotations[12].bbox[2]: width must be >= 0, got -3".
 CocoDataset load_coco_instances(const std::string& path);
 
-// Reads a results JSON (a list of {image_id, category_id, bbox, score}). When gt is given, a
-// result whose image_id is absent from gt is an error (pycocotools refuses these too).
+// Reads a results JSON (a list of {image_id, category_id, bbox, score}; other keys skipped).
+// When gt is given, a result whose image_id (or category_id) is absent from gt is an error
+// (pycocotools refuses unknown images too). Errors read "<path>: [17].score: ...".
 std::vector<CocoDetection> load_coco_results(const std::string& path,
                                              const CocoDataset* gt = nullptr);
 
