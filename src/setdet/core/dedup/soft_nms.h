@@ -25,11 +25,16 @@ struct SoftNmsResult {
   std::vector<T> scores;         // decayed scores of those boxes
 };
 
-// mmcv semantics: repeatedly select the highest current score (ties: lowest index), decay the
-// others (linear: s *= 1 - iou when iou >= thr; gaussian: s *= exp(-iou^2 / sigma); naive: s = 0
-// when iou >= thr), drop boxes below min_score. Unlike mmcv (issue 1726) a top box below
-// min_score is never emitted.
+// mmcv.ops.soft_nms semantics (its CPU kernel, offset 0, arithmetic in T): repeatedly select the
+// highest current score (ties: lowest index), decay the others (linear: s *= 1 - iou when
+// iou >= thr; gaussian: s *= exp(-iou^2 / sigma); naive: s = 0 when iou >= thr), drop boxes
+// whose score falls below min_score. Returns the selected boxes in selection order with their
+// decayed scores. Unlike mmcv (issue 1726) a top box below min_score is never emitted; boxes
+// that do not intersect have IoU 0 (mmcv: NaN for two zero-area boxes). Not ensemble_boxes'
+// soft_nms (gaussian default, strict >, original scores returned). O(N^2).
+// Throws setdet::Error on non-finite boxes/scores, iou_threshold outside [0, 1], sigma <= 0.
 template <typename T>
-SoftNmsResult<T> soft_nms(const T* boxes, const T* scores, size_t n, const SoftNmsOptions& opts = {});
+SoftNmsResult<T> soft_nms(const T* boxes, const T* scores, size_t n,
+                          const SoftNmsOptions& opts = {});
 
 }  // namespace setdet

@@ -11,11 +11,12 @@
 namespace setdet {
 
 enum class WbfConfType { kAvg, kMax, kBoxAndModelAvg, kAbsentModelAware };
-WbfConfType parse_wbf_conf_type(const std::string& s);  // avg | max | box_and_model_avg | absent_model_aware_avg
+// "avg" | "max" | "box_and_model_avg" | "absent_model_aware_avg"
+WbfConfType parse_wbf_conf_type(const std::string& s);
 
 struct WbfOptions {
-  double iou_threshold = 0.55;     // a box joins a cluster when IoU with its fused box > thr
-  double skip_box_threshold = 0.0; // boxes with score < thr are ignored
+  double iou_threshold = 0.55;      // a box joins a cluster when IoU with its fused box > thr
+  double skip_box_threshold = 0.0;  // boxes with score < thr are ignored
   WbfConfType conf_type = WbfConfType::kAvg;
   bool allows_overflow = false;
 };
@@ -37,7 +38,19 @@ struct WbfResult {
   std::vector<int64_t> labels;
 };
 
-// weights: one per model (empty: all 1). Output sorted by score descending.
+// weights: one per model (empty: all 1), each finite and > 0. Per label (in order of first
+// appearance), boxes sorted by score * weight descending (ties: later input first, as numpy's
+// argsort()[::-1]) join the cluster whose fused box has the highest IoU with them if that IoU is
+// > iou_threshold, else start a new cluster. Fused box: score-weighted mean of the members,
+// accumulated in float32 as ensemble_boxes 1.0.9 does (fused score and weight stored as
+// float32 too); a cluster whose scores sum to 0 takes the plain mean. Fused score per conf_type:
+// avg: mean(score * weight) * min(#models, #members) / sum(weights) (#members without the
+// min when allows_overflow); max: max(score * weight) / max(weights); box_and_model_avg:
+// mean * #members / sum(member weights) * sum(weights of the models present) / sum(weights);
+// absent_model_aware_avg: mean * #members / (sum(member weights) + sum(absent models' weights)).
+// Output sorted by score descending (ties: reverse of label-then-cluster order). skip_box_threshold
+// is compared with the unweighted score (score < thr skipped). Labels are processed in parallel.
+// Throws setdet::Error on non-finite input, bad weights or iou_threshold outside [0, 1].
 template <typename T>
 WbfResult<T> weighted_boxes_fusion(const std::vector<WbfInput<T>>& models,
                                    const std::vector<double>& weights, const WbfOptions& opts = {});
