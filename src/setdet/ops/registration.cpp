@@ -1,12 +1,48 @@
-// Schemas of torch.ops.setdet.*; kernels are registered beside each operator.
+// Schemas of torch.ops.setdet.*. Kernels are registered in <op>.cpp under
+// CompositeExplicitAutograd (any device: computed on a contiguous CPU copy, returned on the input's
+// device) and Autograd (not differentiable: backward through an output raises). Boxes are [N, 4]
+// xyxy, float32 or float64; float outputs keep the input dtype, indices are int64.
 #include <torch/library.h>
 
 TORCH_LIBRARY(setdet, m) {
+  // [N, M] pairwise matrices, as torchvision.ops (zero-area boxes: IoU 0, not NaN).
   m.def("setdet::box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
+  m.def("setdet::generalized_box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
+  m.def("setdet::distance_box_iou(Tensor boxes1, Tensor boxes2) -> Tensor");
+
+  // Kept indices by descending score, as torchvision.ops.nms / batched_nms (IoU > threshold
+  // suppresses; idxs: integer class per box).
   m.def("setdet::nms(Tensor boxes, Tensor scores, float iou_threshold) -> Tensor");
-  m.def("setdet::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold) -> Tensor");
   m.def(
-      "setdet::soft_nms(Tensor boxes, Tensor scores, float iou_threshold, float sigma, "
-      "float min_score, str method) -> (Tensor, Tensor)");
+      "setdet::batched_nms(Tensor boxes, Tensor scores, Tensor idxs, float iou_threshold)"
+      " -> Tensor");
+
+  // (kept indices in selection order, decayed scores), mmcv.ops.soft_nms's definition; method:
+  // 'linear' | 'gaussian' | 'naive'.
+  m.def(
+      "setdet::soft_nms(Tensor boxes, Tensor scores, float iou_threshold, float sigma,"
+      " float min_score, str method) -> (Tensor, Tensor)");
+
+  // (kept indices by decayed score, decayed scores), Paddle's box matrix_nms; labels None: one
+  // class; kernel: 'gaussian' | 'linear'; normalized False: widths x2 - x1 + 1.
+  m.def(
+      "setdet::matrix_nms(Tensor boxes, Tensor scores, Tensor? labels=None,"
+      " str kernel=\"gaussian\", float sigma=2.0, float score_threshold=0.0,"
+      " float post_threshold=0.0, int pre_top_k=-1, int keep_top_k=-1, bool normalized=True)"
+      " -> (Tensor, Tensor)");
+
+  // (fused boxes [K, 4], scores [K], int64 labels [K]) from one (boxes, scores, labels) triple
+  // per model, boxes normalised to [0, 1]; ensemble_boxes.weighted_boxes_fusion's definition.
+  m.def(
+      "setdet::weighted_boxes_fusion(Tensor[] boxes, Tensor[] scores, Tensor[] labels,"
+      " float[]? weights=None, float iou_threshold=0.55, float skip_box_threshold=0.0,"
+      " str conf_type=\"avg\", bool allows_overflow=False) -> (Tensor, Tensor, Tensor)");
+
+  // (rows ascending, cols) of a minimum-cost assignment of the [N, M] cost matrix, as
+  // scipy.optimize.linear_sum_assignment.
   m.def("setdet::linear_sum_assignment(Tensor cost) -> (Tensor, Tensor)");
+
+  // Threads of setdet's own pool (all cores by default); set_num_threads(n <= 0) restores it.
+  m.def("setdet::num_threads() -> int");
+  m.def("setdet::set_num_threads(int n) -> int");
 }
