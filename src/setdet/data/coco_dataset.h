@@ -1,0 +1,59 @@
+// COCO-format detection dataset (config `type: CocoDataset`):
+//
+//   {type: CocoDataset, ann_file: annotations/instances_train.json, img_dir: train/,
+//    data_root: data/shapes/ (optional prefix of relative ann_file / img_dir),
+//    pipeline: [ {type: Resize, ...}, ... ], filter_empty: true}
+//
+// Categories are mapped to contiguous labels 0..C-1 in increasing category_id order. As in
+// MMDetection 2.x, crowd annotations and boxes with w < 1 or h < 1 are not training targets, and
+// filter_empty drops images left without any box.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "setdet/data/dataset.h"
+
+namespace setdet {
+
+struct CocoDetectionDatasetOptions {
+  std::string ann_file;
+  std::string img_dir;  // file_name of each image is relative to this
+  std::vector<std::shared_ptr<Transform>> pipeline;
+  bool filter_empty = true;
+};
+
+class CocoDetectionDataset : public Dataset {
+ public:
+  explicit CocoDetectionDataset(CocoDetectionDatasetOptions options);
+
+  int64_t size() const override { return static_cast<int64_t>(items_.size()); }
+  Sample get(int64_t index, Rng& rng) const override;
+  const std::vector<std::string>& class_names() const override { return class_names_; }
+  const std::vector<int64_t>& label_to_category() const override { return label_to_category_; }
+  std::shared_ptr<const CocoDataset> ground_truth() const override { return coco_; }
+
+  // The decoded image with its targets, before the pipeline (xyxy boxes, original pixels).
+  Sample load(int64_t index) const;
+  // COCO image id of item `index`.
+  int64_t image_id(int64_t index) const;
+  std::string image_path(int64_t index) const;
+
+ private:
+  struct Item {
+    size_t image;  // position in coco_->images
+    std::vector<std::array<float, 4>> boxes;
+    std::vector<int64_t> labels;
+  };
+
+  CocoDetectionDatasetOptions options_;
+  std::shared_ptr<const CocoDataset> coco_;
+  std::vector<std::string> class_names_;
+  std::vector<int64_t> label_to_category_;
+  std::vector<Item> items_;
+};
+
+}  // namespace setdet
