@@ -1,0 +1,24 @@
+#include "setdet/losses/loss.h"
+
+namespace setdet {
+
+at::Tensor Loss::operator()(const at::Tensor& pred, const at::Tensor& target,
+                            const at::Tensor& weight, double avg_factor) const {
+  TORCH_CHECK(avg_factor > 0, "loss: avg_factor must be positive, got ", avg_factor);
+  at::Tensor loss = elementwise(pred, target);
+  if (weight.defined()) loss = loss * weight;
+  return loss.sum() * (loss_weight_ / avg_factor);
+}
+
+at::Tensor BCEWithLogitsLoss::elementwise(const at::Tensor& pred, const at::Tensor& target) const {
+  TORCH_CHECK(pred.sizes() == target.sizes(), "BCEWithLogitsLoss: pred ", pred.sizes(),
+              " and target ", target.sizes(), " must have the same shape");
+  return at::binary_cross_entropy_with_logits(pred, target, {}, {}, at::Reduction::None);
+}
+
+SETDET_REGISTER(LossRegistry, "BCEWithLogitsLoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
+  cfg.check_keys({"type", "loss_weight"});
+  return std::make_shared<BCEWithLogitsLoss>(cfg.get<double>("loss_weight", 1.0));
+});
+
+}  // namespace setdet

@@ -1,0 +1,214 @@
+#include "setdet/models/backbones/resnet.h"
+
+#include <torch/nn/functional/activation.h>
+#include <torch/nn/functional/pooling.h>
+#include <torch/nn/init.h>
+
+namespace setdet {
+namespace {
+
+namespace F = torch::nn::functional;
+
+torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
+  return torch::nn::Conv2d(
+      torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
+}
+
+torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride, bool frozen_bn) {
+  torch::nn::Sequential seq;
+  seq->push_back(conv(in, out, 1, stride));
+  if (frozen_bn) {
+    seq->push_back(FrozenBatchNorm2d(out));
+  } else {
+    seq->push_back(torch::nn::BatchNorm2d(out));
+  }
+  return seq;
+}
+
+struct DepthSpec {
+  bool bottleneck;
+  std::array<int64_t, 4> blocks;
+};
+
+DepthSpec depth_spec(int64_t depth) {
+  switch (depth) {
+    case 18:
+      return {false, {2, 2, 2, 2}};
+    case 34:
+      return {false, {3, 4, 6, 3}};
+    case 50:
+      return {true, {3, 4, 6, 3}};
+    case 101:
+      return {true, {3, 4, 23, 3}};
+    case 152:
+      return {true, {3, 8, 36, 3}};
+    default:
+      break;
+  }
+  TORCH_CHECK(false, "ResNet: depth must be one of 18, 34, 50, 101, 152, got ", depth);
+}
+
+}  // namespace
+
+Norm2d::Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, bool frozen) {
+  if (frozen) {
+    frozen_ = parent.register_module(name, FrozenBatchNorm2d(channels));
+  } else {
+    bn_ = parent.register_module(name, torch::nn::BatchNorm2d(channels));
+  }
+}
+
+at::Tensor Norm2d::operator()(const at::Tensor& x) { return bn_ ? bn_(x) : frozen_(x); }
+
+std::shared_ptr<torch::nn::Module> Norm2d::ptr() const {
+  if (bn_) return bn_.ptr();
+  return frozen_.ptr();
+}
+
+BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn) {
+  conv1_ = register_module("conv1", conv(in_channels, width, 3, stride));
+  bn1_ = Norm2d(*this, "bn1", width, frozen_bn);
+  conv2_ = register_module("conv2", conv(width, width, 3, 1));
+  bn2_ = Norm2d(*this, "bn2", width, frozen_bn);
+  if (stride != 1 || in_channels != width * kExpansion) {
+    downsample_ = register_module(
+        "downsample", make_downsample(in_channels, width * kExpansion, stride, frozen_bn));
+  }
+}
+
+at::Tensor BasicBlockImpl::forward(const at::Tensor& x) {
+  at::Tensor out = bn1_(conv1_(x)).relu_();
+  out = bn2_(conv2_(out));
+  out += downsample_ ? downsample_->forward(x) : x;
+  return out.relu_();
+}
+
+BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn) {
+  conv1_ = register_module("conv1", conv(in_channels, width, 1, 1));
+  bn1_ = Norm2d(*this, "bn1", width, frozen_bn);
+  conv2_ = register_module("conv2", conv(width, width, 3, stride));
+  bn2_ = Norm2d(*this, "bn2", width, frozen_bn);
+  conv3_ = register_module("conv3", conv(width, width * kExpansion, 1, 1));
+  bn3_ = Norm2d(*this, "bn3", width * kExpansion, frozen_bn);
+  if (stride != 1 || in_channels != width * kExpansion) {
+    downsample_ = register_module(
+        "downsample", make_downsample(in_channels, width * kExpansion, stride, frozen_bn));
+  }
+}
+
+at::Tensor BottleneckImpl::forward(const at::Tensor& x) {
+  at::Tensor out = bn1_(conv1_(x)).relu_();
+  out = bn2_(conv2_(out)).relu_();
+  out = bn3_(conv3_(out));
+  out += downsample_ ? downsample_->forward(x) : x;
+  return out.relu_();
+}
+
+ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
+  const DepthSpec spec = depth_spec(options_.depth());
+  const int64_t base = options_.base_channels();
+  TORCH_CHECK(base > 0, "ResNet: base_channels must be positive, got ", base);
+  TORCH_CHECK(options_.frozen_stages() >= -1 && options_.frozen_stages() <= 4,
+              "ResNet: frozen_stages must be in [-1, 4], got ", options_.frozen_stages());
+  TORCH_CHECK(!options_.out_indices().empty(), "ResNet: out_indices must not be empty");
+  for (size_t i = 0; i < options_.out_indices().size(); ++i) {
+    const int64_t idx = options_.out_indices()[i];
+    TORCH_CHECK(idx >= 0 && idx <= 3, "ResNet: out_indices[", i, "] must be in [0, 3], got ", idx);
+    TORCH_CHECK(i == 0 || idx > options_.out_indices()[i - 1],
+                "ResNet: out_indices must be strictly increasing");
+  }
+  const bool frozen_bn = options_.frozen_bn();
+
+  conv1_ = register_module("conv1", conv(3, base, 7, 2));
+  bn1_ = Norm2d(*this, "bn1", base, frozen_bn);
+  int64_t in_channels = base;
+  for (int64_t stage = 0; stage < 4; ++stage) {
+    const int64_t width = base << stage;
+    const int64_t stride = stage == 0 ? 1 : 2;
+    torch::nn::Sequential layer;
+    for (int64_t b = 0; b < spec.blocks[stage]; ++b) {
+      if (spec.bottleneck) {
+        layer->push_back(Bottleneck(in_channels, width, b == 0 ? stride : 1, frozen_bn));
+        in_channels = width * BottleneckImpl::kExpansion;
+      } else {
+        layer->push_back(BasicBlock(in_channels, width, b == 0 ? stride : 1, frozen_bn));
+        in_channels = width * BasicBlockImpl::kExpansion;
+      }
+    }
+    layers_.push_back(register_module("layer" + std::to_string(stage + 1), layer));
+    stage_shapes_.push_back({in_channels, int64_t{4} << stage});
+  }
+
+  // torchvision.models.resnet init: kaiming_normal_(fan_out, relu) convs, BN weight 1, bias 0.
+  for (auto& m : modules(/*include_self=*/false)) {
+    if (auto* c = m->as<torch::nn::Conv2d>()) {
+      torch::nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+    } else if (auto* bn = m->as<torch::nn::BatchNorm2d>()) {
+      torch::nn::init::ones_(bn->weight);
+      torch::nn::init::zeros_(bn->bias);
+    }
+  }
+  freeze_stages();
+}
+
+void ResNetImpl::freeze_stages() {
+  const int64_t k = options_.frozen_stages();
+  if (k < 0) return;
+  std::vector<std::shared_ptr<torch::nn::Module>> frozen{conv1_.ptr(), bn1_.ptr()};
+  for (int64_t s = 0; s < k; ++s) frozen.push_back(layers_[s].ptr());
+  for (auto& m : frozen) {
+    for (auto& p : m->parameters()) p.set_requires_grad(false);
+    m->eval();
+  }
+}
+
+void ResNetImpl::train(bool on) {
+  torch::nn::Module::train(on);
+  if (on) freeze_stages();
+}
+
+std::vector<at::Tensor> ResNetImpl::forward(const at::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
+              "ResNet: expected images [B, 3, H, W], got ", images.sizes());
+  at::Tensor x = bn1_(conv1_(images)).relu_();
+  x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
+  std::vector<at::Tensor> outs;
+  const auto& wanted = options_.out_indices();
+  for (int64_t stage = 0; stage <= wanted.back(); ++stage) {
+    x = layers_[stage]->forward(x);
+    if (std::find(wanted.begin(), wanted.end(), stage) != wanted.end()) outs.push_back(x);
+  }
+  return outs;
+}
+
+std::vector<ShapeSpec> ResNetImpl::output_shape() const {
+  std::vector<ShapeSpec> out;
+  for (int64_t idx : options_.out_indices()) out.push_back(stage_shapes_[idx]);
+  return out;
+}
+
+ResNetOptions resnet_options_from_config(const Config& cfg) {
+  cfg.check_keys({"type", "depth", "base_channels", "frozen_bn", "frozen_stages", "out_indices"});
+  ResNetOptions opts(cfg.get<int64_t>("depth", 50));
+  opts.base_channels(cfg.get<int64_t>("base_channels", 64))
+      .frozen_bn(cfg.get<bool>("frozen_bn", false))
+      .frozen_stages(cfg.get<int64_t>("frozen_stages", -1));
+  if (cfg.has("out_indices")) opts.out_indices(cfg.get<std::vector<int64_t>>("out_indices"));
+  const int64_t depth = opts.depth();
+  SETDET_CHECK(depth == 18 || depth == 34 || depth == 50 || depth == 101 || depth == 152,
+               cfg["depth"].where(), ": expected one of 18, 34, 50, 101, 152, got ", depth);
+  SETDET_CHECK(opts.base_channels() > 0, cfg.where(), ".base_channels: expected > 0, got ",
+               opts.base_channels());
+  SETDET_CHECK(opts.frozen_stages() >= -1 && opts.frozen_stages() <= 4, cfg.where(),
+               ".frozen_stages: expected an integer in [-1, 4], got ", opts.frozen_stages());
+  for (int64_t i : opts.out_indices()) {
+    SETDET_CHECK(i >= 0 && i <= 3, cfg.where(), ".out_indices: expected values in [0, 3], got ", i);
+  }
+  return opts;
+}
+
+SETDET_REGISTER(BackboneRegistry, "ResNet", [](const Config& cfg) -> std::shared_ptr<Backbone> {
+  return std::make_shared<ResNetImpl>(resnet_options_from_config(cfg));
+});
+
+}  // namespace setdet

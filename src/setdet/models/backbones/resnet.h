@@ -1,0 +1,95 @@
+// ResNet-18/34/50/101/152 (He et al. 2016) as torchvision.models.resnet (v1.5: the stride of a
+// Bottleneck is on its 3x3 conv), without the classifier. Parameter names match torchvision's
+// (conv1, bn1, layer1.0.conv1, layer1.0.downsample.0, ...), so a torchvision state_dict loads
+// by name. base_channels scales every width (64: standard; 32: half width).
+#pragma once
+
+#include <torch/nn/modules/batchnorm.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+
+#include <vector>
+
+#include "setdet/config/config.h"
+#include "setdet/layers/frozen_batch_norm.h"
+#include "setdet/models/backbones/backbone.h"
+
+namespace setdet {
+
+struct ResNetOptions {
+  explicit ResNetOptions(int64_t depth = 50) : depth_(depth) {}
+  TORCH_ARG(int64_t, depth);               // 18, 34, 50, 101 or 152
+  TORCH_ARG(int64_t, base_channels) = 64;  // width of the stem and of layer1's 3x3 convs
+  TORCH_ARG(bool, frozen_bn) = false;      // FrozenBatchNorm2d instead of BatchNorm2d everywhere
+  // -1: train everything; 0: freeze the stem; k >= 1: the stem and layer1..layerk (no gradient,
+  // their BatchNorms stay in eval mode).
+  TORCH_ARG(int64_t, frozen_stages) = -1;
+  TORCH_ARG(std::vector<int64_t>, out_indices) = std::vector<int64_t>{1, 2, 3};  // 0 = layer1 (C2)
+};
+
+// A BatchNorm2d or a FrozenBatchNorm2d, registered under the caller's name.
+class Norm2d {
+ public:
+  Norm2d() = default;
+  Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, bool frozen);
+  at::Tensor operator()(const at::Tensor& x);
+  std::shared_ptr<torch::nn::Module> ptr() const;
+
+ private:
+  torch::nn::BatchNorm2d bn_{nullptr};
+  FrozenBatchNorm2d frozen_{nullptr};
+};
+
+class BasicBlockImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kExpansion = 1;
+  BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  Norm2d bn1_, bn2_;
+  torch::nn::Sequential downsample_{nullptr};
+};
+TORCH_MODULE(BasicBlock);
+
+class BottleneckImpl : public torch::nn::Module {
+ public:
+  static constexpr int64_t kExpansion = 4;
+  BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn);
+  at::Tensor forward(const at::Tensor& x);
+
+ private:
+  torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
+  Norm2d bn1_, bn2_, bn3_;
+  torch::nn::Sequential downsample_{nullptr};
+};
+TORCH_MODULE(Bottleneck);
+
+class ResNetImpl : public Backbone {
+ public:
+  explicit ResNetImpl(const ResNetOptions& options);
+
+  // images [B, 3, H, W] -> the maps of options.out_indices (C(i+2), stride 2^(i+2)).
+  std::vector<at::Tensor> forward(const at::Tensor& images) override;
+  std::vector<ShapeSpec> output_shape() const override;
+  // Keeps the BatchNorms of frozen stages in eval mode.
+  void train(bool on = true) override;
+
+  const ResNetOptions& options() const { return options_; }
+
+ private:
+  void freeze_stages();
+
+  ResNetOptions options_;
+  torch::nn::Conv2d conv1_{nullptr};
+  Norm2d bn1_;
+  std::vector<torch::nn::Sequential> layers_;
+  std::vector<ShapeSpec> stage_shapes_;  // layer1..layer4
+};
+TORCH_MODULE(ResNet);
+
+// Config keys: type, depth, base_channels, frozen_bn, frozen_stages, out_indices.
+ResNetOptions resnet_options_from_config(const Config& cfg);
+
+}  // namespace setdet

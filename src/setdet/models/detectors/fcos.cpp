@@ -1,0 +1,272 @@
+#include "setdet/models/detectors/fcos.h"
+
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+
+#include "setdet/core/dedup/nms.h"
+
+namespace setdet {
+namespace {
+
+// Per level [B, K, H, W] -> [B, sum(H * W), K] (level-major, then row-major y, x).
+at::Tensor flatten_levels(const std::vector<at::Tensor>& maps, int64_t k) {
+  std::vector<at::Tensor> flat;
+  flat.reserve(maps.size());
+  for (const auto& m : maps) flat.push_back(m.permute({0, 2, 3, 1}).reshape({m.size(0), -1, k}));
+  return at::cat(flat, 1);
+}
+
+// (l, t, r, b) -> a box around the origin, for translation-invariant IoU losses.
+at::Tensor distances_to_boxes(const at::Tensor& d) {
+  return at::cat({-d.narrow(1, 0, 2), d.narrow(1, 2, 2)}, 1);
+}
+
+}  // namespace
+
+at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta) {
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4,
+              "boxes_to_original: boxes must be [K, 4], got ", boxes.sizes());
+  TORCH_CHECK(meta.scale_x > 0 && meta.scale_y > 0, "boxes_to_original: image ", meta.image_id,
+              " has non-positive scale (", meta.scale_x, ", ", meta.scale_y, ")");
+  auto c = boxes.to(at::kFloat).unbind(1);
+  if (meta.flipped) {
+    const double w = static_cast<double>(meta.input_hw[1]);
+    const at::Tensor x1 = w - c[2];
+    c[2] = w - c[0];
+    c[0] = x1;
+  }
+  const double ow = static_cast<double>(meta.original_hw[1]);
+  const double oh = static_cast<double>(meta.original_hw[0]);
+  return at::stack({(c[0] / meta.scale_x).clamp(0, ow), (c[1] / meta.scale_y).clamp(0, oh),
+                    (c[2] / meta.scale_x).clamp(0, ow), (c[3] / meta.scale_y).clamp(0, oh)},
+                   1);
+}
+
+FCOSDetector::FCOSDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
+                           std::shared_ptr<Neck> neck, std::shared_ptr<FCOSHeadImpl> head,
+                           std::shared_ptr<PointAssigner> assigner, FCOSLossConfig loss,
+                           FCOSTestConfig test_cfg, bool channels_last)
+    : num_classes_(num_classes),
+      backbone_(std::move(backbone)),
+      neck_(std::move(neck)),
+      head_(std::move(head)),
+      assigner_(std::move(assigner)),
+      loss_(std::move(loss)),
+      test_cfg_(test_cfg),
+      channels_last_(channels_last) {
+  TORCH_CHECK(num_classes_ > 0, "FCOS: num_classes must be positive, got ", num_classes_);
+  TORCH_CHECK(backbone_ && neck_ && head_ && assigner_,
+              "FCOS: backbone, neck, head and assigner are required");
+  TORCH_CHECK(loss_.cls && loss_.bbox && loss_.centerness, "FCOS: the three losses are required");
+  TORCH_CHECK(head_->options().num_classes() == num_classes_, "FCOS: head has ",
+              head_->options().num_classes(), " classes, detector ", num_classes_);
+  auto container = register_module("backbone", std::make_shared<torch::nn::Module>());
+  container->register_module("body", backbone_);
+  container->register_module("fpn", neck_);
+  register_module("head", head_);
+}
+
+DenseHeadOutputs FCOSDetector::forward(const at::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "FCOS: images must be [B, 3, H, W], got ",
+              images.sizes());
+  const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+  return head_->forward(neck_->forward(backbone_->forward(x)));
+}
+
+const PointSet& FCOSDetector::points_for(const std::vector<at::Tensor>& level_maps) {
+  std::vector<std::array<int64_t, 2>> sizes;
+  for (const auto& m : level_maps) sizes.push_back({m.size(2), m.size(3)});
+  if (sizes != cached_sizes_ || !cached_points_.points.defined() ||
+      cached_points_.points.device() != level_maps.front().device()) {
+    cached_points_ = head_->points(sizes, level_maps.front().options().dtype(at::kFloat));
+    cached_sizes_ = sizes;
+  }
+  return cached_points_;
+}
+
+std::map<std::string, at::Tensor> FCOSDetector::losses(const Batch& batch) {
+  TORCH_CHECK(batch.images.defined(), "FCOS::losses: batch.images is undefined");
+  const int64_t num_images = batch.images.size(0);
+  TORCH_CHECK(static_cast<int64_t>(batch.boxes.size()) == num_images &&
+                  static_cast<int64_t>(batch.labels.size()) == num_images,
+              "FCOS::losses: ", num_images, " images but ", batch.boxes.size(), " box tensors and ",
+              batch.labels.size(), " label tensors");
+  const int64_t c = num_classes_;
+  DenseHeadOutputs out = forward(batch.images);
+  const PointSet& ps = points_for(out["cls_logits"]);
+  const PointTargets t = assigner_->assign(ps, batch.boxes, batch.labels, c);
+
+  const at::Tensor cls = flatten_levels(out["cls_logits"], c);       // [B, P, C]
+  const at::Tensor dist = flatten_levels(out["bbox_distances"], 4);  // [B, P, 4]
+  const at::Tensor ctr = flatten_levels(out["centerness"], 1);       // [B, P, 1]
+  const double num_pos = static_cast<double>(std::max<int64_t>(t.num_positives, 1));
+
+  const at::Tensor onehot = at::zeros({num_images, cls.size(1), c + 1}, cls.options())
+                                .scatter_(2, t.labels.unsqueeze(2), 1.0)
+                                .narrow(2, 0, c);
+  std::map<std::string, at::Tensor> losses;
+  losses["loss_cls"] = (*loss_.cls)(cls, onehot, {}, num_pos);
+
+  const at::Tensor pos = (t.labels.reshape(-1) < c).nonzero().squeeze(1);
+  if (pos.numel() == 0) {
+    losses["loss_bbox"] = dist.sum() * 0.0;
+    losses["loss_centerness"] = ctr.sum() * 0.0;
+  } else {
+    const at::Tensor pred_boxes = distances_to_boxes(dist.reshape({-1, 4}).index_select(0, pos));
+    const at::Tensor target_boxes =
+        distances_to_boxes(t.distances.reshape({-1, 4}).index_select(0, pos));
+    const at::Tensor ctr_target = t.centerness.reshape(-1).index_select(0, pos);
+    if (loss_.centerness_weighted_bbox) {
+      const double denom = std::max(ctr_target.sum().item<double>(), 1e-6);
+      losses["loss_bbox"] = (*loss_.bbox)(pred_boxes, target_boxes, ctr_target, denom);
+    } else {
+      losses["loss_bbox"] = (*loss_.bbox)(pred_boxes, target_boxes, {}, num_pos);
+    }
+    losses["loss_centerness"] =
+        (*loss_.centerness)(ctr.reshape(-1).index_select(0, pos), ctr_target, {}, num_pos);
+  }
+  losses["num_pos"] = at::scalar_tensor(static_cast<double>(t.num_positives));
+  return losses;
+}
+
+std::vector<Detections> FCOSDetector::predict(const Batch& batch) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(batch.images.defined(), "FCOS::predict: batch.images is undefined");
+  const int64_t num_images = batch.images.size(0);
+  TORCH_CHECK(batch.size() == num_images, "FCOS::predict: ", num_images, " images but ",
+              batch.size(), " metas");
+  const int64_t c = num_classes_;
+  DenseHeadOutputs out = forward(batch.images);
+  const auto& cls_l = out["cls_logits"];
+  const auto& dist_l = out["bbox_distances"];
+  const auto& ctr_l = out["centerness"];
+  const PointSet& ps = points_for(cls_l);
+
+  // Per level [B, HW, C] scores and [B, HW, 4] distances, on CPU for the NMS.
+  std::vector<at::Tensor> scores, dists, points;
+  int64_t start = 0;
+  for (size_t l = 0; l < cls_l.size(); ++l) {
+    const at::Tensor s = (cls_l[l].sigmoid() * ctr_l[l].sigmoid()).sqrt_();
+    scores.push_back(
+        s.permute({0, 2, 3, 1}).reshape({num_images, -1, c}).to(at::kCPU).contiguous());
+    dists.push_back(dist_l[l].permute({0, 2, 3, 1}).reshape({num_images, -1, 4}).to(at::kCPU));
+    points.push_back(ps.points.narrow(0, start, ps.num_points[l]).to(at::kCPU));
+    start += ps.num_points[l];
+  }
+
+  std::vector<Detections> results;
+  for (int64_t i = 0; i < num_images; ++i) {
+    const ImageMeta& meta = batch.metas[i];
+    std::vector<at::Tensor> boxes_v, scores_v, labels_v;
+    for (size_t l = 0; l < scores.size(); ++l) {
+      const at::Tensor s = scores[l][i].reshape(-1);
+      at::Tensor idx = (s > test_cfg_.score_thr).nonzero().squeeze(1);
+      at::Tensor kept = s.index_select(0, idx);
+      if (test_cfg_.pre_nms_top_k > 0 && kept.numel() > test_cfg_.pre_nms_top_k) {
+        const auto top = kept.topk(test_cfg_.pre_nms_top_k);
+        kept = std::get<0>(top);
+        idx = idx.index_select(0, std::get<1>(top));
+      }
+      const at::Tensor point_idx = idx.div(c, "floor");
+      const at::Tensor d = dists[l][i].index_select(0, point_idx);
+      const at::Tensor p = points[l].index_select(0, point_idx);
+      boxes_v.push_back(at::cat({p - d.narrow(1, 0, 2), p + d.narrow(1, 2, 2)}, 1));
+      scores_v.push_back(kept);
+      labels_v.push_back(idx.remainder(c));
+    }
+    at::Tensor boxes = at::cat(boxes_v, 0);
+    const at::Tensor score = at::cat(scores_v, 0).contiguous();
+    const at::Tensor labels = at::cat(labels_v, 0).contiguous();
+    const double h =
+        static_cast<double>(meta.input_hw[0] > 0 ? meta.input_hw[0] : batch.images.size(2));
+    const double w =
+        static_cast<double>(meta.input_hw[1] > 0 ? meta.input_hw[1] : batch.images.size(3));
+    boxes = at::stack({boxes.select(1, 0).clamp(0, w), boxes.select(1, 1).clamp(0, h),
+                       boxes.select(1, 2).clamp(0, w), boxes.select(1, 3).clamp(0, h)},
+                      1)
+                .contiguous();
+
+    NmsOptions nms_opts;
+    nms_opts.iou_threshold = test_cfg_.nms_thr;
+    std::vector<int64_t> keep =
+        batched_nms(boxes.data_ptr<float>(), score.data_ptr<float>(), labels.data_ptr<int64_t>(),
+                    static_cast<size_t>(boxes.size(0)), nms_opts);
+    if (test_cfg_.max_per_img > 0 && static_cast<int64_t>(keep.size()) > test_cfg_.max_per_img) {
+      keep.resize(test_cfg_.max_per_img);
+    }
+    const at::Tensor keep_t =
+        at::from_blob(keep.data(), {static_cast<int64_t>(keep.size())}, at::kLong).clone();
+    Detections det;
+    det.boxes = boxes_to_original(boxes.index_select(0, keep_t), meta);
+    det.scores = score.index_select(0, keep_t);
+    det.labels = labels.index_select(0, keep_t);
+    results.push_back(std::move(det));
+  }
+  return results;
+}
+
+namespace {
+
+std::shared_ptr<Loss> build_loss(const Config& parent, const std::string& key,
+                                 const std::string& default_yaml) {
+  if (parent.has(key)) return LossRegistry().build(parent[key]);
+  return LossRegistry().build(
+      Config::parse(default_yaml, parent.where() + "." + key + " (default)"));
+}
+
+}  // namespace
+
+std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg) {
+  cfg.check_keys({"type", "num_classes", "backbone", "neck", "head", "assigner", "loss_cls",
+                  "loss_bbox", "loss_centerness", "centerness_weighted_bbox", "test_cfg",
+                  "channels_last"});
+  const auto num_classes = cfg.get<int64_t>("num_classes");
+  SETDET_CHECK(num_classes > 0, cfg["num_classes"].where(), ": expected > 0, got ", num_classes);
+
+  auto backbone = BackboneRegistry().build(cfg["backbone"]);
+  auto neck = NeckRegistry().build(cfg["neck"])(backbone->output_shape());
+  auto dense_head = DenseHeadRegistry().build(cfg["head"])(neck->output_shape(), num_classes);
+  auto head = std::dynamic_pointer_cast<FCOSHeadImpl>(dense_head);
+  SETDET_CHECK(head != nullptr, cfg["head"]["type"].where(), ": FCOS needs an FCOSHead, got '",
+               cfg["head"].get<std::string>("type"), "'");
+
+  std::shared_ptr<PointAssigner> assigner = cfg.has("assigner")
+                                                ? PointAssignerRegistry().build(cfg["assigner"])
+                                                : std::make_shared<FCOSAssigner>();
+  if (auto* fa = dynamic_cast<FCOSAssigner*>(assigner.get())) {
+    const size_t levels = head->strides().size();
+    SETDET_CHECK(fa->options().regress_ranges().size() == levels,
+                 cfg.has("assigner") ? cfg["assigner"].where() : cfg.where(),
+                 ": regress_ranges has ", fa->options().regress_ranges().size(),
+                 " entries but the neck gives ", levels, " levels");
+  }
+
+  FCOSLossConfig loss;
+  loss.cls =
+      build_loss(cfg, "loss_cls", "{type: FocalLoss, alpha: 0.25, gamma: 2.0, loss_weight: 1.0}");
+  loss.bbox = build_loss(cfg, "loss_bbox", "{type: GIoULoss, loss_weight: 1.0}");
+  loss.centerness =
+      build_loss(cfg, "loss_centerness", "{type: BCEWithLogitsLoss, loss_weight: 1.0}");
+  loss.centerness_weighted_bbox = cfg.get<bool>("centerness_weighted_bbox", true);
+
+  FCOSTestConfig test;
+  if (cfg.has("test_cfg")) {
+    const Config t = cfg["test_cfg"];
+    t.check_keys({"score_thr", "pre_nms_top_k", "nms_thr", "max_per_img"});
+    test.score_thr = t.get<double>("score_thr", test.score_thr);
+    test.pre_nms_top_k = t.get<int64_t>("pre_nms_top_k", test.pre_nms_top_k);
+    test.nms_thr = t.get<double>("nms_thr", test.nms_thr);
+    test.max_per_img = t.get<int64_t>("max_per_img", test.max_per_img);
+    SETDET_CHECK(test.nms_thr >= 0 && test.nms_thr <= 1, t.where(),
+                 ".nms_thr: expected a value in [0, 1], got ", test.nms_thr);
+  }
+  return std::make_shared<FCOSDetector>(num_classes, backbone, neck, head, assigner, loss, test,
+                                        cfg.get<bool>("channels_last", true));
+}
+
+SETDET_REGISTER(DetectorRegistry, "FCOS",
+                [](const Config& cfg) -> std::shared_ptr<Detector> { return build_fcos(cfg); });
+
+}  // namespace setdet
