@@ -201,7 +201,8 @@ const RegisterCommand kInfer{
       app.add_option("--json", o->json, "write all detections as JSON");
       app.add_option("--score-thr", o->score_thr, "draw only detections with at least this score")
           ->check(CLI::Range(0.0, 1.0));
-      app.add_option("--set", o->overrides, "config override key.path=value (repeatable)");
+      app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
+          ->allow_extra_args(false);
       app.add_option("images", o->images, "image files")->required()->check(CLI::ExistingFile);
       return [o] { return run_infer(*o); };
     }};

@@ -94,7 +94,8 @@ const RegisterCommand kTest{
       app.add_option("--split", o->split, "data split to test (default: test, else val)")
           ->check(CLI::IsMember({"train", "val", "test"}));
       app.add_option("--json", o->json, "write the 12 COCO stats and timing as JSON");
-      app.add_option("--set", o->overrides, "config override key.path=value (repeatable)");
+      app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
+          ->allow_extra_args(false);
       return [o] { return run_test(*o); };
     }};
 

@@ -137,7 +137,8 @@ const RegisterCommand kTrain{
       app.add_option("--resume-from", o->resume_from, "resume from this checkpoint")
           ->check(CLI::ExistingFile)
           ->excludes(resume);
-      app.add_option("--set", o->overrides, "config override key.path=value (repeatable)");
+      app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
+          ->allow_extra_args(false);
       return [o] { return run_train(*o); };
     }};
 
