@@ -26,8 +26,9 @@
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
 #include "setdet/data/transforms.h"
-#include "setdet/engine/checkpoint.h"
 #include "setdet/engine/runner.h"
+#include "setdet/io/state_dict.h"
+#include "setdet/layers/fused_conv_norm.h"
 #include "setdet/models/detector.h"
 
 namespace setdet::cli {
@@ -147,8 +148,9 @@ int run_infer(const InferOptions& o) {
   Config cfg = Config::load(o.config);
   for (const auto& s : o.overrides) cfg.set_override(s);
   auto model = DetectorRegistry().build(cfg["model"]);
-  load_checkpoint(o.checkpoint, *model);
+  load_model_weights(o.checkpoint, *model, cfg);
   model->eval();
+  fuse_for_inference(*model);  // BatchNorm folded into the convolutions (same names, same output)
   const TestTimeData data = test_time_data(cfg, model->num_classes());
   if (!o.out_dir.empty()) fs::create_directories(o.out_dir);
 
@@ -193,7 +195,8 @@ const RegisterCommand kInfer{
     [](CLI::App& app) {
       auto o = std::make_shared<InferOptions>();
       app.add_option("--config", o->config, "config YAML")->required()->check(CLI::ExistingFile);
-      app.add_option("--checkpoint", o->checkpoint, "checkpoint (.pt) written by setdet train")
+      app.add_option("--checkpoint", o->checkpoint,
+                     "setdet checkpoint (.pt) or PyTorch state_dict (.pth from torch.save)")
           ->required()
           ->check(CLI::ExistingFile);
       app.add_option("--out-dir", o->out_dir,

@@ -1,11 +1,13 @@
 // `setdet test CONFIG CKPT [--out dets.json] [--split val|test] [--json metrics.json]
 // [--set key=value ...]`: runs the detector of CONFIG with the weights of CKPT over the chosen
 // split (data.test, else data.val), writes the COCO results file and prints the pycocotools
-// summary.
+// summary. For a detector with several output modes (FCOS_PSS) every mode is evaluated from the
+// same weights and reported side by side ("AP_without_nms", "AP_with_nms", ... in --json).
 #include <fmt/format.h>
 
 #include <filesystem>
 #include <iostream>
+#include <map>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -15,10 +17,10 @@
 #include "setdet/config/config.h"
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/coco.h"
-#include "setdet/engine/checkpoint.h"
 #include "setdet/engine/evaluator.h"
 #include "setdet/engine/loader_source.h"
 #include "setdet/engine/runner.h"
+#include "setdet/io/state_dict.h"
 #include "setdet/models/detector.h"
 
 namespace setdet::cli {
@@ -42,7 +44,7 @@ int run_test(const TestOptions& o) {
   SETDET_CHECK(data_cfg.has(split), o.config, ": no data.", split, " to test on");
 
   auto model = DetectorRegistry().build(cfg["model"]);
-  const auto loaded = load_checkpoint(o.checkpoint, *model);
+  const auto loaded = load_model_weights(o.checkpoint, *model, cfg);
   YAML::Node loader_node = YAML::Clone(data_cfg[split].node());
   if (loader_node.IsMap() && !loader_node["shuffle"]) loader_node["shuffle"] = false;
   std::shared_ptr<DataLoader> loader =
@@ -55,21 +57,66 @@ int run_test(const TestOptions& o) {
   data.gt = loader->dataset().ground_truth();
   data.label_to_category = loader->dataset().label_to_category();
 
+  const std::string configured_mode = model->output_mode();
+  if (!model->output_modes().empty()) std::cout << "== output mode " << configured_mode << "\n";
   const auto result = evaluate_detector(*model, data);
   if (!o.out.empty()) write_coco_results(o.out, result.detections);
   std::cout << format_coco_summary(result.coco);
   std::cout << fmt::format(
       "{} images, {} detections, inference {:.2f} s ({:.1f} img/s), evaluation {:.2f} s "
-      "(checkpoint at iteration {})\n",
+      "({})\n",
       result.images, result.detections.size(), result.inference_seconds,
       result.inference_seconds > 0 ? static_cast<double>(result.images) / result.inference_seconds
                                    : 0.0,
-      result.eval_seconds, loaded.state.iter);
+      result.eval_seconds, loaded.describe());
+
+  // Detectors with several output modes (FCOS_PSS: "nms_free", "nms"): the configured mode was
+  // evaluated above (the unsuffixed stats, --out); every other mode is evaluated here from the
+  // same weights, then all are shown side by side and written as "<stat>_<metric_tag>".
+  struct ModeResult {
+    Detector::OutputMode mode;
+    std::map<std::string, double> stats;
+    size_t detections = 0;
+    double inference_seconds = 0.0;
+  };
+  std::vector<ModeResult> modes;
+  for (const auto& mode : model->output_modes()) {
+    if (mode.name == configured_mode) {
+      modes.push_back(
+          {mode, coco_stats_map(result.coco), result.detections.size(), result.inference_seconds});
+      continue;
+    }
+    model->set_output_mode(mode.name);
+    const auto r = evaluate_detector(*model, data);
+    std::cout << "== output mode " << mode.name << "\n" << format_coco_summary(r.coco);
+    std::cout << fmt::format("{} detections, inference {:.2f} s\n", r.detections.size(),
+                             r.inference_seconds);
+    modes.push_back({mode, coco_stats_map(r.coco), r.detections.size(), r.inference_seconds});
+  }
+  if (!modes.empty()) {
+    model->set_output_mode(configured_mode);
+    std::cout << fmt::format("{:<10} {:<13} {:>6} {:>6} {:>6} {:>6} {:>10} {:>11}\n", "mode",
+                             "metrics", "AP", "AP50", "AP75", "AR100", "detections", "inference_s");
+    for (const auto& m : modes) {
+      std::cout << fmt::format(
+          "{:<10} {:<13} {:>6.3f} {:>6.3f} {:>6.3f} {:>6.3f} {:>10} {:>11.2f}\n", m.mode.name,
+          "*_" + m.mode.metric_tag, m.stats.at("AP"), m.stats.at("AP50"), m.stats.at("AP75"),
+          m.stats.at("AR100"), m.detections, m.inference_seconds);
+    }
+  }
   if (!o.json.empty()) {
     std::ostringstream os;
     os << "{";
     for (const auto& [name, value] : coco_stats_map(result.coco)) {
       os << "\"" << name << "\": " << json_number(value) << ", ";
+    }
+    if (!modes.empty()) os << "\"output_mode\": \"" << configured_mode << "\", ";
+    for (const auto& m : modes) {
+      for (const auto& [name, value] : m.stats) {
+        os << "\"" << name << "_" << m.mode.metric_tag << "\": " << json_number(value) << ", ";
+      }
+      os << "\"inference_seconds_" << m.mode.metric_tag
+         << "\": " << json_number(m.inference_seconds) << ", ";
     }
     os << "\"images\": " << result.images
        << ", \"inference_seconds\": " << json_number(result.inference_seconds)
@@ -87,7 +134,8 @@ const RegisterCommand kTest{
     "test", "evaluate a trained detector: COCO results file + summary", [](CLI::App& app) {
       auto o = std::make_shared<TestOptions>();
       app.add_option("config", o->config, "config YAML")->required()->check(CLI::ExistingFile);
-      app.add_option("checkpoint", o->checkpoint, "checkpoint (.pt) written by setdet train")
+      app.add_option("checkpoint", o->checkpoint,
+                     "setdet checkpoint (.pt) or PyTorch state_dict (.pth from torch.save)")
           ->required()
           ->check(CLI::ExistingFile);
       app.add_option("--out", o->out, "write the detections as a COCO results JSON");

@@ -58,7 +58,8 @@ Config unshuffled(const Config& loader_cfg) {
 int run_train(const TrainOptions& o) {
   Config cfg = Config::load(o.config);
   for (const auto& s : o.overrides) cfg.set_override(s);
-  cfg.check_keys({"model", "data", "optimizer", "lr_schedule", "runner", "grad_clip", "hooks"});
+  cfg.check_keys({"model", "data", "optimizer", "lr_schedule", "runner", "grad_clip", "hooks",
+                  "checkpoint_import"});
   auto options = RunnerOptions::from_config(cfg["runner"]);
   options.work_dir = o.work_dir.empty()
                          ? (fs::path("work_dirs") / fs::path(o.config).stem()).string()

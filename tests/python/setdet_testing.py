@@ -90,3 +90,12 @@ def stable_score_order(indices, scores):
     """indices sorted by score descending, equal scores by ascending index."""
     idx = [int(i) for i in indices]
     return sorted(idx, key=lambda i: (-float(scores[i]), i))
+
+
+def run_cli(*args, threads=2, timeout=900):
+    """Runs the setdet CLI named by SETDET_BIN (`setdet` on PATH otherwise) with --threads and
+    `args`; returns the subprocess.CompletedProcess (text stdout / stderr)."""
+    import subprocess
+    binary = os.environ.get("SETDET_BIN", "setdet")
+    return subprocess.run([binary, "--threads", str(threads), *args], capture_output=True,
+                          text=True, timeout=timeout)
