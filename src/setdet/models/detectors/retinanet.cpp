@@ -1,0 +1,337 @@
+#include "setdet/models/detectors/retinanet.h"
+
+#include <torch/types.h>
+#include <torch/utils.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "setdet/core/dedup/nms.h"
+#include "setdet/models/detectors/fcos.h"
+
+namespace setdet {
+namespace {
+
+// Per level [B, A * K, H, W] -> [B, H * W * A, K] (torchvision's order: y, x, anchor).
+at::Tensor flatten_anchor_level(const at::Tensor& m, int64_t k) {
+  const int64_t b = m.size(0), h = m.size(2), w = m.size(3);
+  return m.reshape({b, -1, k, h, w}).permute({0, 3, 4, 1, 2}).reshape({b, -1, k});
+}
+
+at::Tensor flatten_anchor_levels(const std::vector<at::Tensor>& maps, int64_t k) {
+  std::vector<at::Tensor> flat;
+  flat.reserve(maps.size());
+  for (const auto& m : maps) flat.push_back(flatten_anchor_level(m, k));
+  return at::cat(flat, 1);
+}
+
+// Sum of |pred - target| (torch.nn.functional.l1_loss) per row: [N, 4] -> [N].
+class L1Loss : public Loss {
+ public:
+  using Loss::Loss;
+  at::Tensor elementwise(const at::Tensor& pred, const at::Tensor& target) const override {
+    TORCH_CHECK(pred.sizes() == target.sizes(), "L1Loss: pred ", pred.sizes(), " and target ",
+                target.sizes(), " must have the same shape");
+    return (pred - target).abs().sum(-1);
+  }
+};
+
+// torch.nn.functional.smooth_l1_loss(beta) summed per row: [N, 4] -> [N].
+class SmoothL1Loss : public Loss {
+ public:
+  SmoothL1Loss(double beta, double loss_weight) : Loss(loss_weight), beta_(beta) {}
+  at::Tensor elementwise(const at::Tensor& pred, const at::Tensor& target) const override {
+    TORCH_CHECK(pred.sizes() == target.sizes(), "SmoothL1Loss: pred ", pred.sizes(), " and target ",
+                target.sizes(), " must have the same shape");
+    return at::smooth_l1_loss(pred, target, at::Reduction::None, beta_).sum(-1);
+  }
+
+ private:
+  double beta_;
+};
+
+}  // namespace
+
+RetinaNetDetector::RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
+                                     std::shared_ptr<Neck> neck,
+                                     std::shared_ptr<RetinaHeadImpl> head, AnchorGenerator anchors,
+                                     std::shared_ptr<AnchorAssigner> assigner,
+                                     DeltaXYWHBoxCoder coder, RetinaNetLossConfig loss,
+                                     RetinaNetTestConfig test_cfg, bool channels_last)
+    : num_classes_(num_classes),
+      backbone_(std::move(backbone)),
+      neck_(std::move(neck)),
+      head_(std::move(head)),
+      anchors_(std::move(anchors)),
+      assigner_(std::move(assigner)),
+      coder_(coder),
+      loss_(std::move(loss)),
+      test_cfg_(test_cfg),
+      channels_last_(channels_last) {
+  TORCH_CHECK(num_classes_ > 0, "RetinaNet: num_classes must be positive, got ", num_classes_);
+  TORCH_CHECK(backbone_ && neck_ && head_ && assigner_,
+              "RetinaNet: backbone, neck, head and assigner are required");
+  TORCH_CHECK(loss_.cls && loss_.bbox, "RetinaNet: both losses are required");
+  TORCH_CHECK(head_->options().num_classes() == num_classes_, "RetinaNet: head has ",
+              head_->options().num_classes(), " classes, detector ", num_classes_);
+  TORCH_CHECK(head_->options().num_anchors() == anchors_.num_anchors(), "RetinaNet: head predicts ",
+              head_->options().num_anchors(), " anchors per location, the anchor generator makes ",
+              anchors_.num_anchors());
+  TORCH_CHECK(static_cast<int64_t>(head_->strides().size()) == anchors_.num_levels(),
+              "RetinaNet: the neck gives ", head_->strides().size(),
+              " levels, the anchor generator has sizes for ", anchors_.num_levels());
+  auto container = register_module("backbone", std::make_shared<torch::nn::Module>());
+  container->register_module("body", backbone_);
+  container->register_module("fpn", neck_);
+  register_module("head", head_);
+}
+
+DenseHeadOutputs RetinaNetDetector::forward(const at::Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
+              "RetinaNet: images must be [B, 3, H, W], got ", images.sizes());
+  const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+  return head_->forward(neck_->forward(backbone_->forward(x)));
+}
+
+std::vector<at::Tensor> RetinaNetDetector::anchors_for(
+    const DenseHeadOutputs& out, const std::array<int64_t, 2>& padded_hw) const {
+  const auto& cls = out.at("cls_logits");
+  std::vector<std::array<int64_t, 2>> sizes;
+  for (const auto& m : cls) sizes.push_back({m.size(2), m.size(3)});
+  std::vector<at::Tensor> anchors = anchors_.grid_anchors(sizes, padded_hw, head_->strides());
+  for (auto& a : anchors) a = a.to(cls.front().device());
+  return anchors;
+}
+
+std::map<std::string, at::Tensor> RetinaNetDetector::losses(const Batch& batch) {
+  TORCH_CHECK(batch.images.defined(), "RetinaNet::losses: batch.images is undefined");
+  const int64_t num_images = batch.images.size(0);
+  TORCH_CHECK(static_cast<int64_t>(batch.boxes.size()) == num_images &&
+                  static_cast<int64_t>(batch.labels.size()) == num_images,
+              "RetinaNet::losses: ", num_images, " images but ", batch.boxes.size(),
+              " box tensors and ", batch.labels.size(), " label tensors");
+  const int64_t c = num_classes_;
+  const DenseHeadOutputs out = forward(batch.images);
+  const at::Tensor anchors =
+      at::cat(anchors_for(out, {batch.images.size(2), batch.images.size(3)}), 0);
+  const at::Tensor cls = flatten_anchor_levels(out.at("cls_logits"), c);   // [B, N, C]
+  const at::Tensor reg = flatten_anchor_levels(out.at("bbox_deltas"), 4);  // [B, N, 4]
+
+  std::vector<at::Tensor> matched(static_cast<size_t>(num_images));
+  int64_t total_pos = 0;
+  for (int64_t i = 0; i < num_images; ++i) {
+    const at::Tensor gt = batch.boxes[i].to(anchors.device(), at::kFloat);
+    TORCH_CHECK(batch.labels[i].numel() == gt.size(0), "RetinaNet::losses: image ", i, " has ",
+                gt.size(0), " boxes but ", batch.labels[i].numel(), " labels");
+    matched[i] = assigner_->assign(anchors, gt);
+    total_pos += (matched[i] >= 0).sum().item<int64_t>();
+  }
+
+  at::Tensor loss_cls = cls.sum() * 0.0, loss_bbox = reg.sum() * 0.0;
+  for (int64_t i = 0; i < num_images; ++i) {
+    const at::Tensor& m = matched[i];
+    const at::Tensor fg = (m >= 0).nonzero().squeeze(1);
+    const at::Tensor valid = (m != kAnchorIgnored).nonzero().squeeze(1);
+    const int64_t num_fg = fg.numel();
+    const double norm = loss_.per_image_normalization
+                            ? static_cast<double>(std::max<int64_t>(num_fg, 1) * num_images)
+                            : static_cast<double>(std::max<int64_t>(total_pos, 1));
+    const at::Tensor labels = batch.labels[i].to(m.device(), at::kLong);
+    const at::Tensor gt = batch.boxes[i].to(m.device(), at::kFloat);
+    at::Tensor target = at::zeros({m.size(0), c}, cls.options());
+    if (num_fg > 0) {
+      const at::Tensor gt_idx = m.index_select(0, fg);
+      target.index_put_({fg, labels.index_select(0, gt_idx)}, 1.0);
+      const at::Tensor pred = reg[i].index_select(0, fg);
+      const at::Tensor fg_anchors = anchors.index_select(0, fg);
+      const at::Tensor fg_gt = gt.index_select(0, gt_idx);
+      if (loss_.bbox_on_deltas) {
+        loss_bbox = loss_bbox + (*loss_.bbox)(pred, coder_.encode(fg_anchors, fg_gt), {}, norm);
+      } else {
+        loss_bbox = loss_bbox + (*loss_.bbox)(coder_.decode(pred, fg_anchors), fg_gt, {}, norm);
+      }
+    }
+    loss_cls = loss_cls +
+               (*loss_.cls)(cls[i].index_select(0, valid), target.index_select(0, valid), {}, norm);
+  }
+  std::map<std::string, at::Tensor> losses;
+  losses["loss_cls"] = loss_cls;
+  losses["loss_bbox"] = loss_bbox;
+  losses["num_pos"] = at::scalar_tensor(static_cast<double>(total_pos));
+  return losses;
+}
+
+std::vector<Detections> RetinaNetDetector::predict(const Batch& batch) {
+  torch::NoGradGuard no_grad;
+  TORCH_CHECK(batch.images.defined(), "RetinaNet::predict: batch.images is undefined");
+  const int64_t num_images = batch.images.size(0);
+  TORCH_CHECK(batch.size() == num_images, "RetinaNet::predict: ", num_images, " images but ",
+              batch.size(), " metas");
+  const int64_t c = num_classes_;
+  const DenseHeadOutputs out = forward(batch.images);
+  std::vector<at::Tensor> anchors = anchors_for(out, {batch.images.size(2), batch.images.size(3)});
+  std::vector<at::Tensor> scores, deltas;
+  for (size_t l = 0; l < anchors.size(); ++l) {
+    scores.push_back(
+        flatten_anchor_level(out.at("cls_logits")[l], c).sigmoid().to(at::kCPU).contiguous());
+    deltas.push_back(flatten_anchor_level(out.at("bbox_deltas")[l], 4).to(at::kCPU));
+    anchors[l] = anchors[l].to(at::kCPU);
+  }
+
+  std::vector<Detections> results;
+  for (int64_t i = 0; i < num_images; ++i) {
+    const ImageMeta& meta = batch.metas[i];
+    const double h =
+        static_cast<double>(meta.input_hw[0] > 0 ? meta.input_hw[0] : batch.images.size(2));
+    const double w =
+        static_cast<double>(meta.input_hw[1] > 0 ? meta.input_hw[1] : batch.images.size(3));
+    std::vector<at::Tensor> boxes_v, scores_v, labels_v;
+    for (size_t l = 0; l < scores.size(); ++l) {
+      const at::Tensor s = scores[l][i].reshape(-1);
+      at::Tensor idx = (s > test_cfg_.score_thr).nonzero().squeeze(1);
+      at::Tensor kept = s.index_select(0, idx);
+      const int64_t k = test_cfg_.pre_nms_top_k > 0
+                            ? std::min<int64_t>(test_cfg_.pre_nms_top_k, kept.numel())
+                            : kept.numel();
+      const auto top = kept.topk(k);
+      kept = std::get<0>(top);
+      idx = idx.index_select(0, std::get<1>(top));
+      const at::Tensor anchor_idx = idx.div(c, "floor");
+      const at::Tensor b = coder_.decode(deltas[l][i].index_select(0, anchor_idx),
+                                         anchors[l].index_select(0, anchor_idx));
+      boxes_v.push_back(at::stack({b.select(1, 0).clamp(0, w), b.select(1, 1).clamp(0, h),
+                                   b.select(1, 2).clamp(0, w), b.select(1, 3).clamp(0, h)},
+                                  1));
+      scores_v.push_back(kept);
+      labels_v.push_back(idx.remainder(c));
+    }
+    const at::Tensor boxes = at::cat(boxes_v, 0).contiguous();
+    const at::Tensor score = at::cat(scores_v, 0).contiguous();
+    const at::Tensor labels = at::cat(labels_v, 0).contiguous();
+    NmsOptions nms_opts;
+    nms_opts.iou_threshold = test_cfg_.nms_thr;
+    std::vector<int64_t> keep =
+        batched_nms(boxes.data_ptr<float>(), score.data_ptr<float>(), labels.data_ptr<int64_t>(),
+                    static_cast<size_t>(boxes.size(0)), nms_opts);
+    if (test_cfg_.max_per_img > 0 && static_cast<int64_t>(keep.size()) > test_cfg_.max_per_img) {
+      keep.resize(static_cast<size_t>(test_cfg_.max_per_img));
+    }
+    const at::Tensor keep_t =
+        at::from_blob(keep.data(), {static_cast<int64_t>(keep.size())}, at::kLong).clone();
+    Detections det;
+    det.boxes = boxes_to_original(boxes.index_select(0, keep_t), meta);
+    det.scores = score.index_select(0, keep_t);
+    det.labels = labels.index_select(0, keep_t);
+    results.push_back(std::move(det));
+  }
+  return results;
+}
+
+namespace {
+
+std::shared_ptr<Loss> build_bbox_loss(const Config& parent, bool& on_deltas) {
+  if (!parent.has("loss_bbox")) {
+    on_deltas = true;
+    return std::make_shared<L1Loss>(1.0);
+  }
+  const Config cfg = parent["loss_bbox"];
+  const auto type = cfg.get<std::string>("type");
+  if (type == "L1Loss") {
+    cfg.check_keys({"type", "loss_weight"});
+    on_deltas = true;
+    return std::make_shared<L1Loss>(cfg.get<double>("loss_weight", 1.0));
+  }
+  if (type == "SmoothL1Loss") {
+    cfg.check_keys({"type", "beta", "loss_weight"});
+    const auto beta = cfg.get<double>("beta", 1.0);
+    SETDET_CHECK(beta >= 0, cfg.where(), ".beta: expected >= 0, got ", beta);
+    on_deltas = true;
+    return std::make_shared<SmoothL1Loss>(beta, cfg.get<double>("loss_weight", 1.0));
+  }
+  on_deltas = false;
+  return LossRegistry().build(cfg);
+}
+
+std::array<double, 4> read_weights(const Config& node) {
+  SETDET_CHECK(node.is_sequence() && node.size() == 4, node.where(),
+               ": expected 4 positive numbers, got '", node.dump(), "'");
+  std::array<double, 4> w{};
+  for (size_t k = 0; k < 4; ++k) {
+    w[k] = node.at(k).as<double>();
+    SETDET_CHECK(w[k] > 0, node.where(), ": expected positive weights, got '", node.dump(), "'");
+  }
+  return w;
+}
+
+}  // namespace
+
+std::shared_ptr<RetinaNetDetector> build_retinanet(const Config& cfg) {
+  cfg.check_keys({"type", "num_classes", "backbone", "neck", "head", "anchor_generator", "assigner",
+                  "box_coder", "loss_cls", "loss_bbox", "per_image_normalization", "test_cfg",
+                  "channels_last"});
+  const auto num_classes = cfg.get<int64_t>("num_classes");
+  SETDET_CHECK(num_classes > 0, cfg["num_classes"].where(), ": expected > 0, got ", num_classes);
+
+  auto backbone = BackboneRegistry().build(cfg["backbone"]);
+  auto neck = NeckRegistry().build(cfg["neck"])(backbone->output_shape());
+  auto dense_head = DenseHeadRegistry().build(cfg["head"])(neck->output_shape(), num_classes);
+  auto head = std::dynamic_pointer_cast<RetinaHeadImpl>(dense_head);
+  SETDET_CHECK(head != nullptr, cfg["head"]["type"].where(),
+               ": RetinaNet needs a RetinaHead, got '", cfg["head"].get<std::string>("type"), "'");
+
+  AnchorGeneratorOptions anchor_opts =
+      cfg.has("anchor_generator") ? anchor_generator_options_from_config(cfg["anchor_generator"])
+                                  : anchor_generator_options_from_config(Config::parse(
+                                        "{}", cfg.where() + ".anchor_generator (default)"));
+  const std::string anchor_where =
+      cfg.has("anchor_generator") ? cfg["anchor_generator"].where() : cfg.where();
+  SETDET_CHECK(anchor_opts.sizes().size() == head->strides().size(), anchor_where, ": sizes for ",
+               anchor_opts.sizes().size(), " levels but the neck gives ", head->strides().size());
+  AnchorGenerator anchors(anchor_opts);
+  SETDET_CHECK(anchors.num_anchors() == head->options().num_anchors(), anchor_where, ": ",
+               anchors.num_anchors(), " anchors per location but head.num_anchors is ",
+               head->options().num_anchors());
+
+  std::shared_ptr<AnchorAssigner> assigner = cfg.has("assigner")
+                                                 ? AnchorAssignerRegistry().build(cfg["assigner"])
+                                                 : std::make_shared<MaxIoUAssigner>();
+
+  std::array<double, 4> weights{1.0, 1.0, 1.0, 1.0};
+  double clip = std::log(1000.0 / 16.0);
+  if (cfg.has("box_coder")) {
+    const Config bc = cfg["box_coder"];
+    bc.check_keys({"weights", "clip"});
+    if (bc.has("weights")) weights = read_weights(bc["weights"]);
+    clip = bc.get<double>("clip", clip);
+  }
+
+  RetinaNetLossConfig loss;
+  loss.cls = cfg.has("loss_cls")
+                 ? LossRegistry().build(cfg["loss_cls"])
+                 : LossRegistry().build(
+                       Config::parse("{type: FocalLoss, alpha: 0.25, gamma: 2.0, loss_weight: 1.0}",
+                                     cfg.where() + ".loss_cls (default)"));
+  loss.bbox = build_bbox_loss(cfg, loss.bbox_on_deltas);
+  loss.per_image_normalization = cfg.get<bool>("per_image_normalization", true);
+
+  RetinaNetTestConfig test;
+  if (cfg.has("test_cfg")) {
+    const Config t = cfg["test_cfg"];
+    t.check_keys({"score_thr", "pre_nms_top_k", "nms_thr", "max_per_img"});
+    test.score_thr = t.get<double>("score_thr", test.score_thr);
+    test.pre_nms_top_k = t.get<int64_t>("pre_nms_top_k", test.pre_nms_top_k);
+    test.nms_thr = t.get<double>("nms_thr", test.nms_thr);
+    test.max_per_img = t.get<int64_t>("max_per_img", test.max_per_img);
+    SETDET_CHECK(test.nms_thr >= 0 && test.nms_thr <= 1, t.where(),
+                 ".nms_thr: expected a value in [0, 1], got ", test.nms_thr);
+  }
+  return std::make_shared<RetinaNetDetector>(num_classes, backbone, neck, head, std::move(anchors),
+                                             assigner, DeltaXYWHBoxCoder(weights, clip), loss, test,
+                                             cfg.get<bool>("channels_last", true));
+}
+
+SETDET_REGISTER(DetectorRegistry, "RetinaNet", [](const Config& cfg) -> std::shared_ptr<Detector> {
+  return build_retinanet(cfg);
+});
+
+}  // namespace setdet

@@ -1,0 +1,147 @@
+"""`setdet infer` on torchvision state_dicts vs torchvision itself (Debian's torchvision 0.14).
+
+Builds torchvision's fcos_resnet50_fpn and retinanet_resnet50_fpn (no pretrained weights) with a
+fixed seed, calibrates the BatchNorm statistics of the backbone on the photo (so activations keep a
+realistic range), shifts and widens the head's output layers so that the random model detects
+something, saves the state_dict with torch.save, runs `setdet infer --json` with the matching
+configs/torchvision config and requires torchvision's detections: same count, same labels, boxes
+within 1e-2 px, scores within 1e-4.
+
+The photo is darknet's data/dog.jpg (Debian package `darknet`, /usr/share/darknet/data), 768 x 576:
+it resizes to 1066 x 800 and pads to 1088 x 800, so P6 / P7 have torchvision's uneven strides
+(61 / 114 px vertically). Both sides see identical pixels: the JPEG is decoded once by PIL and
+saved as PNG, which OpenCV (setdet) and PIL (torchvision) decode losslessly.
+"""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import numpy as np
+import torch
+import torchvision
+from PIL import Image
+from torchvision.models.detection import fcos_resnet50_fpn, retinanet_resnet50_fpn
+
+BIN = os.environ.get("SETDET_BIN", "setdet")
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+PHOTO = "/usr/share/darknet/data/dog.jpg"
+
+BOX_TOL = 1e-2
+SCORE_TOL = 1e-4
+
+
+def calibrate_batch_norm(model, image):
+    """Sets every BatchNorm's running statistics to those of the backbone input `image`."""
+    body = model.backbone.body
+    bns = [m for m in body.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average: one pass gives the batch statistics
+    images, _ = model.transform([image])
+    body.train()
+    with torch.no_grad():
+        body(images.tensors)
+    model.eval()
+
+
+def shift_head(model, generator, cls_bias, cls_std, reg_bias_std):
+    """Wider random output layers so the untrained head fires on some locations."""
+    head = model.head
+    with torch.no_grad():
+        head.classification_head.cls_logits.weight.normal_(0.0, cls_std, generator=generator)
+        head.classification_head.cls_logits.bias.normal_(cls_bias, 0.2, generator=generator)
+        reg = head.regression_head.bbox_reg
+        reg.weight.normal_(0.0, 0.01, generator=generator)
+        reg.bias.normal_(0.0, reg_bias_std, generator=generator)
+        if hasattr(head.regression_head, "bbox_ctrness"):
+            head.regression_head.bbox_ctrness.bias.fill_(1.0)
+
+
+class TorchvisionParityTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        if not os.path.exists(PHOTO):
+            raise RuntimeError(f"{PHOTO} is missing: install Debian's darknet package "
+                               "(scripts/install_deps.sh does)")
+        cls.tmp = tempfile.mkdtemp(prefix="setdet_tv_parity_")
+        cls.png = os.path.join(cls.tmp, "dog.png")
+        rgb = Image.open(PHOTO).convert("RGB")
+        rgb.save(cls.png)
+        # the same pixels torchvision's examples feed: uint8 RGB -> float in [0, 1]
+        pixels = np.asarray(Image.open(cls.png).convert("RGB"))
+        cls.image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
+        torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def run_pair(self, name, builder, config, cls_bias, cls_std, reg_bias_std):
+        torch.manual_seed(0)
+        model = builder(weights=None, weights_backbone=None, num_classes=91)
+        calibrate_batch_norm(model, self.image)
+        shift_head(model, torch.Generator().manual_seed(1), cls_bias, cls_std, reg_bias_std)
+        model.eval()
+        with torch.no_grad():
+            ref = model([self.image])[0]
+        pth = os.path.join(self.tmp, f"{name}.pth")
+        torch.save(model.state_dict(), pth)
+
+        out = os.path.join(self.tmp, f"{name}.json")
+        r = subprocess.run([BIN, "infer", "--config", os.path.join(REPO, config), "--checkpoint",
+                            pth, "--json", out, self.png],
+                           capture_output=True, text=True, timeout=1200)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(out) as f:
+            dets = json.load(f)[0]["detections"]
+        return ref, dets
+
+    def compare(self, name, ref, dets, min_count):
+        n = ref["scores"].numel()
+        # a vacuous comparison proves nothing: the randomised head must detect things
+        self.assertGreaterEqual(n, min_count, f"{name}: torchvision found only {n} detections")
+        self.assertEqual(len(dets), n, f"{name}: setdet {len(dets)} detections, torchvision {n}")
+        boxes = torch.tensor([d["box_xyxy"] for d in dets], dtype=torch.float64).reshape(-1, 4)
+        scores = torch.tensor([d["score"] for d in dets], dtype=torch.float64)
+        labels = torch.tensor([d["label"] for d in dets], dtype=torch.int64)
+        ref_boxes = ref["boxes"].double()
+        ref_scores = ref["scores"].double()
+        # Detection k of torchvision must be detection k of setdet, except that detections whose
+        # scores tie within the tolerance may come in either order: match within such runs.
+        used = torch.zeros(n, dtype=torch.bool)
+        max_box, max_score = 0.0, 0.0
+        for k in range(n):
+            cand = ((scores - ref_scores[k]).abs() <= SCORE_TOL) & ~used & \
+                   (labels == ref["labels"][k])
+            box_err = (boxes - ref_boxes[k]).abs().max(dim=1).values
+            cand &= box_err <= BOX_TOL
+            idx = torch.nonzero(cand).flatten()
+            self.assertGreater(idx.numel(), 0,
+                               f"{name}: torchvision detection {k} (label "
+                               f"{int(ref['labels'][k])}, score {float(ref_scores[k]):.6f}, box "
+                               f"{ref_boxes[k].tolist()}) has no setdet match")
+            j = int(idx[(idx - k).abs().argmin()])
+            used[j] = True
+            max_box = max(max_box, float(box_err[j]))
+            max_score = max(max_score, float((scores[j] - ref_scores[k]).abs()))
+        print(f"\n{name}: {n} detections, max |box| diff {max_box:.2e} px, "
+              f"max |score| diff {max_score:.2e}")
+
+    def test_fcos_resnet50_fpn(self):
+        ref, dets = self.run_pair("fcos", fcos_resnet50_fpn,
+                                  "configs/torchvision/fcos_resnet50_fpn.yaml",
+                                  cls_bias=-8.2, cls_std=0.03, reg_bias_std=1.0)
+        self.compare("fcos_resnet50_fpn", ref, dets, min_count=10)
+
+    def test_retinanet_resnet50_fpn(self):
+        ref, dets = self.run_pair("retinanet", retinanet_resnet50_fpn,
+                                  "configs/torchvision/retinanet_resnet50_fpn.yaml",
+                                  cls_bias=-6.9, cls_std=0.3, reg_bias_std=0.3)
+        self.compare("retinanet_resnet50_fpn", ref, dets, min_count=10)
+
+
+if __name__ == "__main__":
+    unittest.main()
