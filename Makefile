@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps configure build test demo bench format sanitize clean
+.PHONY: all deps configure build test demo demo-pss bench format sanitize clean
 
 all: build
 
@@ -25,6 +25,9 @@ test: build
 
 demo: build
 	bash scripts/demo.sh $(BUILD_DIR)
+
+demo-pss: build
+	bash scripts/demo_pss.sh $(BUILD_DIR)
 
 bench: build
 	bash scripts/bench.sh $(BUILD_DIR)

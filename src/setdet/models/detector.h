@@ -29,6 +29,20 @@ class Detector : public torch::nn::Module {
   // Inference (call under torch::NoGradGuard, eval mode).
   virtual std::vector<Detections> predict(const Batch& batch) = 0;
   virtual int64_t num_classes() const = 0;
+
+  // Detectors that can decode one set of weights several ways (e.g. FCOS_PSS: NMS-free or
+  // one-to-many + NMS) list them here; `setdet test` evaluates each. Empty: a single output.
+  struct OutputMode {
+    std::string name;        // the value set_output_mode() takes, e.g. "nms_free"
+    std::string metric_tag;  // suffix of the metric names `setdet test` writes, e.g. "without_nms"
+  };
+  virtual std::vector<OutputMode> output_modes() const { return {}; }
+  // Selects what predict() returns; an unknown name is an error listing output_modes().
+  virtual void set_output_mode(const std::string& name) {
+    SETDET_CHECK(false, "detector: unknown output mode '", name,
+                 "' (this detector has a single output)");
+  }
+  virtual std::string output_mode() const { return {}; }
 };
 
 SETDET_DEFINE_REGISTRY(DetectorRegistry, std::shared_ptr<Detector>, "detector")

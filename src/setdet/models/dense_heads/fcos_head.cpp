@@ -72,6 +72,7 @@ DenseHeadOutputs FCOSHeadImpl::forward(const std::vector<at::Tensor>& features) 
     const at::Tensor d = bbox_reg_(reg_feat) * scales_[l];
     dist.push_back(options_.norm_on_bbox() ? d.relu() * static_cast<double>(strides[l]) : d.exp());
     ctr.push_back(bbox_ctrness_(reg_feat));
+    if (output_reg_features_) out["reg_features"].push_back(reg_feat);
   }
   return out;
 }

@@ -57,7 +57,7 @@ struct FCOSHeadOptions {
 };
 
 // Outputs: "cls_logits" [B, C, H, W]; "bbox_distances" [B, 4, H, W] (l, t, r, b) >= 0 in input
-// pixels; "centerness" [B, 1, H, W] logits.
+// pixels; "centerness" [B, 1, H, W] logits; "reg_features" only with set_output_reg_features.
 class FCOSHeadImpl : public DenseHead {
  public:
   explicit FCOSHeadImpl(const FCOSHeadOptions& options);
@@ -70,8 +70,15 @@ class FCOSHeadImpl : public DenseHead {
 
   const FCOSHeadOptions& options() const { return options_; }
 
+  // On: forward() also returns "reg_features", the regression tower's output per level
+  // ([B, channels, H, W], the input of bbox_reg and bbox_ctrness), for heads attached behind it
+  // (the PSS head). Off by default.
+  void set_output_reg_features(bool on) { output_reg_features_ = on; }
+  bool output_reg_features() const { return output_reg_features_; }
+
  private:
   FCOSHeadOptions options_;
+  bool output_reg_features_ = false;
   torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
   torch::nn::Conv2d cls_logits_{nullptr}, bbox_reg_{nullptr}, bbox_ctrness_{nullptr};
   at::Tensor scales_;  // [L]

@@ -6,17 +6,18 @@
 #include <algorithm>
 
 #include "setdet/core/dedup/nms.h"
+#include "setdet/structures/anchors.h"
 
 namespace setdet {
-namespace {
 
-// Per level [B, K, H, W] -> [B, sum(H * W), K] (level-major, then row-major y, x).
 at::Tensor flatten_levels(const std::vector<at::Tensor>& maps, int64_t k) {
   std::vector<at::Tensor> flat;
   flat.reserve(maps.size());
   for (const auto& m : maps) flat.push_back(m.permute({0, 2, 3, 1}).reshape({m.size(0), -1, k}));
   return at::cat(flat, 1);
 }
+
+namespace {
 
 // (l, t, r, b) -> a box around the origin, for translation-invariant IoU losses.
 at::Tensor distances_to_boxes(const at::Tensor& d) {
@@ -93,14 +94,19 @@ std::map<std::string, at::Tensor> FCOSDetector::losses(const Batch& batch) {
                   static_cast<int64_t>(batch.labels.size()) == num_images,
               "FCOS::losses: ", num_images, " images but ", batch.boxes.size(), " box tensors and ",
               batch.labels.size(), " label tensors");
-  const int64_t c = num_classes_;
   DenseHeadOutputs out = forward(batch.images);
   const PointSet& ps = points_for(out["cls_logits"]);
-  const PointTargets t = assigner_->assign(ps, batch.boxes, batch.labels, c);
+  const PointTargets t = assigner_->assign(ps, batch.boxes, batch.labels, num_classes_);
+  return one_to_many_losses(out, t);
+}
 
-  const at::Tensor cls = flatten_levels(out["cls_logits"], c);       // [B, P, C]
-  const at::Tensor dist = flatten_levels(out["bbox_distances"], 4);  // [B, P, 4]
-  const at::Tensor ctr = flatten_levels(out["centerness"], 1);       // [B, P, 1]
+std::map<std::string, at::Tensor> FCOSDetector::one_to_many_losses(const DenseHeadOutputs& out,
+                                                                   const PointTargets& t) {
+  const int64_t c = num_classes_;
+  const at::Tensor cls = flatten_levels(out.at("cls_logits"), c);       // [B, P, C]
+  const at::Tensor dist = flatten_levels(out.at("bbox_distances"), 4);  // [B, P, 4]
+  const at::Tensor ctr = flatten_levels(out.at("centerness"), 1);       // [B, P, 1]
+  const int64_t num_images = cls.size(0);
   const double num_pos = static_cast<double>(std::max<int64_t>(t.num_positives, 1));
 
   const at::Tensor onehot = at::zeros({num_images, cls.size(1), c + 1}, cls.options())
@@ -143,6 +149,13 @@ std::vector<Detections> FCOSDetector::predict(const Batch& batch) {
   const auto& dist_l = out["bbox_distances"];
   const auto& ctr_l = out["centerness"];
   const PointSet& ps = points_for(cls_l);
+  std::vector<at::Tensor> tv_points;
+  if (test_cfg_.image_over_grid_points) {
+    std::vector<std::array<int64_t, 2>> grid;
+    for (const auto& m : cls_l) grid.push_back({m.size(2), m.size(3)});
+    tv_points = image_over_grid_points(grid, {batch.images.size(2), batch.images.size(3)},
+                                       head_->options().center_offset());
+  }
 
   // Per level [B, HW, C] scores and [B, HW, 4] distances, on CPU for the NMS.
   std::vector<at::Tensor> scores, dists, points;
@@ -152,7 +165,9 @@ std::vector<Detections> FCOSDetector::predict(const Batch& batch) {
     scores.push_back(
         s.permute({0, 2, 3, 1}).reshape({num_images, -1, c}).to(at::kCPU).contiguous());
     dists.push_back(dist_l[l].permute({0, 2, 3, 1}).reshape({num_images, -1, 4}).to(at::kCPU));
-    points.push_back(ps.points.narrow(0, start, ps.num_points[l]).to(at::kCPU));
+    points.push_back(test_cfg_.image_over_grid_points
+                         ? tv_points[l]
+                         : ps.points.narrow(0, start, ps.num_points[l]).to(at::kCPU));
     start += ps.num_points[l];
   }
 
@@ -219,9 +234,18 @@ std::shared_ptr<Loss> build_loss(const Config& parent, const std::string& key,
 }  // namespace
 
 std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg) {
-  cfg.check_keys({"type", "num_classes", "backbone", "neck", "head", "assigner", "loss_cls",
-                  "loss_bbox", "loss_centerness", "centerness_weighted_bbox", "test_cfg",
-                  "channels_last"});
+  FCOSParts p = build_fcos_parts(cfg);
+  return std::make_shared<FCOSDetector>(p.num_classes, p.backbone, p.neck, p.head, p.assigner,
+                                        p.loss, p.test_cfg, p.channels_last);
+}
+
+FCOSParts build_fcos_parts(const Config& cfg, const std::vector<std::string>& extra_keys,
+                           const std::string& default_assigner) {
+  std::vector<std::string> keys = extra_keys;
+  keys.insert(keys.end(), {"type", "num_classes", "backbone", "neck", "head", "assigner",
+                           "loss_cls", "loss_bbox", "loss_centerness", "centerness_weighted_bbox",
+                           "test_cfg", "channels_last"});
+  cfg.check_keys(keys);
   const auto num_classes = cfg.get<int64_t>("num_classes");
   SETDET_CHECK(num_classes > 0, cfg["num_classes"].where(), ": expected > 0, got ", num_classes);
 
@@ -232,9 +256,11 @@ std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg) {
   SETDET_CHECK(head != nullptr, cfg["head"]["type"].where(), ": FCOS needs an FCOSHead, got '",
                cfg["head"].get<std::string>("type"), "'");
 
-  std::shared_ptr<PointAssigner> assigner = cfg.has("assigner")
-                                                ? PointAssignerRegistry().build(cfg["assigner"])
-                                                : std::make_shared<FCOSAssigner>();
+  std::shared_ptr<PointAssigner> assigner =
+      cfg.has("assigner")
+          ? PointAssignerRegistry().build(cfg["assigner"])
+          : PointAssignerRegistry().build(Config::parse("{type: " + default_assigner + "}",
+                                                        cfg.where() + ".assigner (default)"));
   if (auto* fa = dynamic_cast<FCOSAssigner*>(assigner.get())) {
     const size_t levels = head->strides().size();
     SETDET_CHECK(fa->options().regress_ranges().size() == levels,
@@ -254,16 +280,26 @@ std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg) {
   FCOSTestConfig test;
   if (cfg.has("test_cfg")) {
     const Config t = cfg["test_cfg"];
-    t.check_keys({"score_thr", "pre_nms_top_k", "nms_thr", "max_per_img"});
+    t.check_keys(
+        {"score_thr", "pre_nms_top_k", "nms_thr", "max_per_img", "image_over_grid_points"});
     test.score_thr = t.get<double>("score_thr", test.score_thr);
     test.pre_nms_top_k = t.get<int64_t>("pre_nms_top_k", test.pre_nms_top_k);
     test.nms_thr = t.get<double>("nms_thr", test.nms_thr);
     test.max_per_img = t.get<int64_t>("max_per_img", test.max_per_img);
+    test.image_over_grid_points = t.get<bool>("image_over_grid_points", false);
     SETDET_CHECK(test.nms_thr >= 0 && test.nms_thr <= 1, t.where(),
                  ".nms_thr: expected a value in [0, 1], got ", test.nms_thr);
   }
-  return std::make_shared<FCOSDetector>(num_classes, backbone, neck, head, assigner, loss, test,
-                                        cfg.get<bool>("channels_last", true));
+  FCOSParts parts;
+  parts.num_classes = num_classes;
+  parts.backbone = backbone;
+  parts.neck = neck;
+  parts.head = head;
+  parts.assigner = assigner;
+  parts.loss = loss;
+  parts.test_cfg = test;
+  parts.channels_last = cfg.get<bool>("channels_last", true);
+  return parts;
 }
 
 SETDET_REGISTER(DetectorRegistry, "FCOS",

@@ -24,6 +24,10 @@ struct FCOSTestConfig {
   int64_t pre_nms_top_k = 1000;  // per level
   double nms_thr = 0.6;          // class-aware (batched) NMS
   int64_t max_per_img = 100;
+  // true: points at torchvision's FCOS anchor centres (level stride = padded size // grid size
+  // per axis, see image_over_grid_points in structures/anchors.h), which differ from the nominal
+  // strides on P6/P7 when the input is not a multiple of 128.
+  bool image_over_grid_points = false;
 };
 
 struct FCOSLossConfig {
@@ -32,6 +36,9 @@ struct FCOSLossConfig {
   // their sum; false (torchvision): divided by the number of positives.
   bool centerness_weighted_bbox = true;
 };
+
+// Per level [B, K, H, W] -> [B, sum(H * W), K] (level-major, then row-major y, x: PointSet order).
+at::Tensor flatten_levels(const std::vector<at::Tensor>& maps, int64_t k);
 
 // Maps [K, 4] xyxy boxes in network-input pixels back to the original image of `meta`: undo the
 // horizontal flip (about input width), divide by the resize scale, clip to the original size.
@@ -56,8 +63,11 @@ class FCOSDetector : public Detector {
   FCOSHeadImpl& head() { return *head_; }
   const FCOSTestConfig& test_cfg() const { return test_cfg_; }
 
- private:
+ protected:
   const PointSet& points_for(const std::vector<at::Tensor>& level_maps);
+  // The FCOS losses of losses() for head outputs `out` and the assigner's targets `t`.
+  std::map<std::string, at::Tensor> one_to_many_losses(const DenseHeadOutputs& out,
+                                                       const PointTargets& t);
 
   int64_t num_classes_;
   std::shared_ptr<Backbone> backbone_;
@@ -77,5 +87,20 @@ class FCOSDetector : public Detector {
 // training on CPU with LibTorch 1.13's oneDNN convolutions). Registered in DetectorRegistry as
 // "FCOS".
 std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg);
+
+// The parts build_fcos reads, for detectors built on FCOS: `extra_keys` are accepted besides
+// FCOS's keys; without an `assigner` key the assigner is `{type: <default_assigner>}`.
+struct FCOSParts {
+  int64_t num_classes = 0;
+  std::shared_ptr<Backbone> backbone;
+  std::shared_ptr<Neck> neck;
+  std::shared_ptr<FCOSHeadImpl> head;
+  std::shared_ptr<PointAssigner> assigner;
+  FCOSLossConfig loss;
+  FCOSTestConfig test_cfg;
+  bool channels_last = true;
+};
+FCOSParts build_fcos_parts(const Config& cfg, const std::vector<std::string>& extra_keys = {},
+                           const std::string& default_assigner = "FCOSAssigner");
 
 }  // namespace setdet
