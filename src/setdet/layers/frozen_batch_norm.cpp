@@ -21,9 +21,14 @@ at::Tensor FrozenBatchNorm2dImpl::forward(const at::Tensor& x) {
   TORCH_CHECK(x.dim() == 4 && x.size(1) == options.num_features(),
               "FrozenBatchNorm2d: expected input [N, ", options.num_features(), ", H, W], got ",
               x.sizes());
-  const at::Tensor scale = weight * (running_var + options.eps()).rsqrt();
-  const at::Tensor shift = bias - running_mean * scale;
+  const auto [scale, shift] = scale_shift();
   return at::addcmul(shift.view({1, -1, 1, 1}), x, scale.view({1, -1, 1, 1}));
+}
+
+std::pair<at::Tensor, at::Tensor> FrozenBatchNorm2dImpl::scale_shift() const {
+  at::Tensor scale = weight * (running_var + options.eps()).rsqrt();
+  at::Tensor shift = bias - running_mean * scale;
+  return {std::move(scale), std::move(shift)};
 }
 
 }  // namespace setdet

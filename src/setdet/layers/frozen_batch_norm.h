@@ -6,6 +6,8 @@
 #include <torch/nn/cloneable.h>
 #include <torch/nn/pimpl.h>
 
+#include <utility>
+
 namespace setdet {
 
 struct FrozenBatchNorm2dOptions {
@@ -23,6 +25,8 @@ class FrozenBatchNorm2dImpl : public torch::nn::Cloneable<FrozenBatchNorm2dImpl>
   void reset() override;
   // x: [N, C, H, W]
   at::Tensor forward(const at::Tensor& x);
+  // The per-channel affine map the layer applies, y = x * scale + shift, both [C].
+  std::pair<at::Tensor, at::Tensor> scale_shift() const;
 
   FrozenBatchNorm2dOptions options;
   at::Tensor weight, bias, running_mean, running_var;

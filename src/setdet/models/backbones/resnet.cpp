@@ -65,6 +65,50 @@ std::shared_ptr<torch::nn::Module> Norm2d::ptr() const {
   return frozen_.ptr();
 }
 
+FusedConvNorm Norm2d::fuse_after(const torch::nn::Conv2dImpl& conv) const {
+  if (frozen_) {
+    const auto [scale, shift] = frozen_->scale_shift();
+    return FusedConvNorm(
+        conv, scale, shift,
+        {frozen_->weight, frozen_->bias, frozen_->running_mean, frozen_->running_var});
+  }
+  TORCH_CHECK(bn_->options.track_running_stats(),
+              "ResNet: a BatchNorm2d without running statistics cannot be folded");
+  at::NoGradGuard no_grad;
+  const int64_t c = bn_->options.num_features();
+  const at::Tensor gamma = bn_->options.affine() ? bn_->weight : at::ones({c});
+  const at::Tensor beta = bn_->options.affine() ? bn_->bias : at::zeros({c});
+  const at::Tensor scale = gamma * (bn_->running_var + bn_->options.eps()).rsqrt();
+  const at::Tensor shift = beta - bn_->running_mean * scale;
+  std::vector<at::Tensor> sources{bn_->running_mean, bn_->running_var};
+  if (bn_->options.affine()) {
+    sources.push_back(bn_->weight);
+    sources.push_back(bn_->bias);
+  }
+  return FusedConvNorm(conv, scale, shift, std::move(sources));
+}
+
+namespace {
+
+FusedConvNorm fuse_downsample(const torch::nn::Sequential& downsample) {
+  const auto* c = downsample->ptr(0)->as<torch::nn::Conv2d>();
+  TORCH_INTERNAL_ASSERT(c != nullptr, "ResNet: downsample.0 is not a Conv2d");
+  if (const auto* f = downsample->ptr(1)->as<FrozenBatchNorm2d>()) {
+    const auto [scale, shift] = f->scale_shift();
+    return FusedConvNorm(*c, scale, shift, {f->weight, f->bias, f->running_mean, f->running_var});
+  }
+  const auto* bn = downsample->ptr(1)->as<torch::nn::BatchNorm2d>();
+  TORCH_INTERNAL_ASSERT(bn != nullptr, "ResNet: downsample.1 is not a norm");
+  TORCH_CHECK(bn->options.track_running_stats() && bn->options.affine(),
+              "ResNet: downsample BatchNorm2d must be affine with running statistics to fold");
+  at::NoGradGuard no_grad;
+  const at::Tensor scale = bn->weight * (bn->running_var + bn->options.eps()).rsqrt();
+  const at::Tensor shift = bn->bias - bn->running_mean * scale;
+  return FusedConvNorm(*c, scale, shift, {bn->weight, bn->bias, bn->running_mean, bn->running_var});
+}
+
+}  // namespace
+
 BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn) {
   conv1_ = register_module("conv1", conv(in_channels, width, 3, stride));
   bn1_ = Norm2d(*this, "bn1", width, frozen_bn);
@@ -77,10 +121,28 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t strid
 }
 
 at::Tensor BasicBlockImpl::forward(const at::Tensor& x) {
+  if (fused_ && !is_training()) {
+    if (f1_.stale() || f2_.stale() || (f_down_.defined() && f_down_.stale())) fuse();
+    at::Tensor out = f2_(f1_(x).relu_());
+    out += f_down_.defined() ? f_down_(x) : x;
+    return out.relu_();
+  }
   at::Tensor out = bn1_(conv1_(x)).relu_();
   out = bn2_(conv2_(out));
   out += downsample_ ? downsample_->forward(x) : x;
   return out.relu_();
+}
+
+void BasicBlockImpl::fuse() {
+  f1_ = bn1_.fuse_after(*conv1_);
+  f2_ = bn2_.fuse_after(*conv2_);
+  f_down_ = downsample_ ? fuse_downsample(downsample_) : FusedConvNorm();
+  fused_ = true;
+}
+
+void BasicBlockImpl::unfuse() {
+  f1_ = f2_ = f_down_ = FusedConvNorm();
+  fused_ = false;
 }
 
 BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn) {
@@ -97,11 +159,32 @@ BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t strid
 }
 
 at::Tensor BottleneckImpl::forward(const at::Tensor& x) {
+  if (fused_ && !is_training()) {
+    if (f1_.stale() || f2_.stale() || f3_.stale() || (f_down_.defined() && f_down_.stale())) {
+      fuse();
+    }
+    at::Tensor out = f3_(f2_(f1_(x).relu_()).relu_());
+    out += f_down_.defined() ? f_down_(x) : x;
+    return out.relu_();
+  }
   at::Tensor out = bn1_(conv1_(x)).relu_();
   out = bn2_(conv2_(out)).relu_();
   out = bn3_(conv3_(out));
   out += downsample_ ? downsample_->forward(x) : x;
   return out.relu_();
+}
+
+void BottleneckImpl::fuse() {
+  f1_ = bn1_.fuse_after(*conv1_);
+  f2_ = bn2_.fuse_after(*conv2_);
+  f3_ = bn3_.fuse_after(*conv3_);
+  f_down_ = downsample_ ? fuse_downsample(downsample_) : FusedConvNorm();
+  fused_ = true;
+}
+
+void BottleneckImpl::unfuse() {
+  f1_ = f2_ = f3_ = f_down_ = FusedConvNorm();
+  fused_ = false;
 }
 
 ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
@@ -164,13 +247,52 @@ void ResNetImpl::freeze_stages() {
 
 void ResNetImpl::train(bool on) {
   torch::nn::Module::train(on);
-  if (on) freeze_stages();
+  if (on) {
+    freeze_stages();
+    unfuse();
+  }
+}
+
+namespace {
+
+template <typename F>
+void for_each_block(std::vector<torch::nn::Sequential>& layers, F&& f) {
+  for (auto& layer : layers) {
+    for (auto& m : layer->children()) {
+      if (auto* b = m->as<Bottleneck>()) {
+        f(*b);
+      } else if (auto* bb = m->as<BasicBlock>()) {
+        f(*bb);
+      }
+    }
+  }
+}
+
+}  // namespace
+
+void ResNetImpl::fuse_for_inference() {
+  TORCH_CHECK(!is_training(), "ResNet::fuse_for_inference: call eval() first");
+  stem_ = bn1_.fuse_after(*conv1_);
+  for_each_block(layers_, [](auto& block) { block.fuse(); });
+  fused_ = true;
+}
+
+void ResNetImpl::unfuse() {
+  stem_ = FusedConvNorm();
+  for_each_block(layers_, [](auto& block) { block.unfuse(); });
+  fused_ = false;
 }
 
 std::vector<at::Tensor> ResNetImpl::forward(const at::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
               "ResNet: expected images [B, 3, H, W], got ", images.sizes());
-  at::Tensor x = bn1_(conv1_(images)).relu_();
+  at::Tensor x;
+  if (fused_ && !is_training()) {
+    if (stem_.stale()) stem_ = bn1_.fuse_after(*conv1_);
+    x = stem_(images).relu_();
+  } else {
+    x = bn1_(conv1_(images)).relu_();
+  }
   x = F::max_pool2d(x, F::MaxPool2dFuncOptions(3).stride(2).padding(1));
   std::vector<at::Tensor> outs;
   const auto& wanted = options_.out_indices();

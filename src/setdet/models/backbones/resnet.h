@@ -12,6 +12,7 @@
 
 #include "setdet/config/config.h"
 #include "setdet/layers/frozen_batch_norm.h"
+#include "setdet/layers/fused_conv_norm.h"
 #include "setdet/models/backbones/backbone.h"
 
 namespace setdet {
@@ -34,6 +35,8 @@ class Norm2d {
   Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, bool frozen);
   at::Tensor operator()(const at::Tensor& x);
   std::shared_ptr<torch::nn::Module> ptr() const;
+  // conv followed by this norm (eval-mode statistics) as one conv.
+  FusedConvNorm fuse_after(const torch::nn::Conv2dImpl& conv) const;
 
  private:
   torch::nn::BatchNorm2d bn_{nullptr};
@@ -45,11 +48,17 @@ class BasicBlockImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 1;
   BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn);
   at::Tensor forward(const at::Tensor& x);
+  // Folds every norm into its conv; forward uses the folded convs in eval mode.
+  void fuse();
+  void unfuse();
+  bool fused() const { return fused_; }
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
   Norm2d bn1_, bn2_;
   torch::nn::Sequential downsample_{nullptr};
+  bool fused_ = false;
+  FusedConvNorm f1_, f2_, f_down_;
 };
 TORCH_MODULE(BasicBlock);
 
@@ -58,23 +67,34 @@ class BottleneckImpl : public torch::nn::Module {
   static constexpr int64_t kExpansion = 4;
   BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn);
   at::Tensor forward(const at::Tensor& x);
+  // Folds every norm into its conv; forward uses the folded convs in eval mode.
+  void fuse();
+  void unfuse();
+  bool fused() const { return fused_; }
 
  private:
   torch::nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
   Norm2d bn1_, bn2_, bn3_;
   torch::nn::Sequential downsample_{nullptr};
+  bool fused_ = false;
+  FusedConvNorm f1_, f2_, f3_, f_down_;
 };
 TORCH_MODULE(Bottleneck);
 
-class ResNetImpl : public Backbone {
+class ResNetImpl : public Backbone, public InferenceFusable {
  public:
   explicit ResNetImpl(const ResNetOptions& options);
 
   // images [B, 3, H, W] -> the maps of options.out_indices (C(i+2), stride 2^(i+2)).
   std::vector<at::Tensor> forward(const at::Tensor& images) override;
   std::vector<ShapeSpec> output_shape() const override;
-  // Keeps the BatchNorms of frozen stages in eval mode.
+  // Keeps the BatchNorms of frozen stages in eval mode; training mode also drops the folding.
   void train(bool on = true) override;
+  // Inference: every BatchNorm / FrozenBatchNorm folded into the conv before it (eval mode only;
+  // parameter and buffer names unchanged). Folded tensors are rebuilt when the weights change in
+  // place (e.g. load_state_dict after fusing).
+  void fuse_for_inference() override;
+  void unfuse() override;
 
   const ResNetOptions& options() const { return options_; }
 
@@ -86,6 +106,8 @@ class ResNetImpl : public Backbone {
   Norm2d bn1_;
   std::vector<torch::nn::Sequential> layers_;
   std::vector<ShapeSpec> stage_shapes_;  // layer1..layer4
+  bool fused_ = false;
+  FusedConvNorm stem_;
 };
 TORCH_MODULE(ResNet);
 
