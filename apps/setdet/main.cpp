@@ -22,7 +22,9 @@ int main(int argc, char** argv) {
   CLI::App app{"setdet: object detection with first-class set-level stages"};
   app.require_subcommand(1);
   int threads = 0;
-  app.add_option("--threads", threads, "threads for LibTorch and setdet (default: all cores)")
+  app.add_option("--threads", threads,
+                 "threads for LibTorch and setdet (default: all cores); before or after the "
+                 "subcommand")
       ->check(CLI::NonNegativeNumber);
 
   auto& registry = commands();
@@ -31,6 +33,7 @@ int main(int argc, char** argv) {
   std::map<CLI::App*, Action> actions;
   for (const auto& command : registry) {
     CLI::App* sub = app.add_subcommand(command.name, command.help);
+    sub->fallthrough();  // global options (--threads) may also follow the subcommand
     actions[sub] = command.setup(*sub);
   }
 

@@ -7,20 +7,14 @@
 #include <memory>
 
 #include "setdet/config/registry.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::error_of;
 
 struct TempDir {
   fs::path path;

@@ -12,20 +12,14 @@
 #include "setdet/data/coco_dataset.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/synthetic.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
 
 namespace fs = std::filesystem;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::error_of;
 
 // A small synthetic dataset (23 train / 5 val images of 96 px), generated once per process.
 class LoaderTest : public ::testing::Test {

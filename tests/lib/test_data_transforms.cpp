@@ -5,18 +5,12 @@
 #include <set>
 
 #include "setdet/data/transforms.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::error_of;
 
 // A w x h BGR image whose pixel (x, y) is (x % 256, y % 256, (x + 2 y) % 256).
 Sample make_sample(int w, int h, std::vector<std::array<float, 4>> boxes = {}) {

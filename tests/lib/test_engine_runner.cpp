@@ -22,6 +22,7 @@
 #include "setdet/engine/lr_schedule.h"
 #include "setdet/engine/optim.h"
 #include "setdet/engine/runner.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
@@ -29,14 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace F = torch::nn::functional;
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::error_of;
 
 struct TempDir {
   fs::path path;

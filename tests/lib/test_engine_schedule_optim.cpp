@@ -11,18 +11,12 @@
 #include "setdet/config/config.h"
 #include "setdet/engine/lr_schedule.h"
 #include "setdet/engine/optim.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::error_of;
 
 std::shared_ptr<LrSchedule> schedule(const std::string& yaml) {
   return build_lr_schedule(Config::parse(yaml, "sched.yaml")["lr_schedule"]);

@@ -5,6 +5,7 @@
 #include "setdet/layers/frozen_batch_norm.h"
 #include "setdet/models/backbones/resnet.h"
 #include "setdet/models/necks/fpn.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
@@ -15,14 +16,7 @@ int64_t numel(const std::vector<at::Tensor>& ts) {
   return n;
 }
 
-std::string error_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
+using test_util::error_of;
 
 TEST(ResNet, HalfWidthResNet18ShapesAndShapeSpecs) {
   torch::manual_seed(0);

@@ -66,6 +66,19 @@ class DataCliTest(unittest.TestCase):
             self.assertFalse(filecmp.cmp(os.path.join(a, rel), os.path.join(c, rel),
                                          shallow=False), rel)
 
+    def test_threads_option_before_or_after_the_subcommand(self):
+        # The global --threads may follow the subcommand too; both give the same data.
+        a = self.synth("t1", 3, "--threads", "1")
+        out = os.path.join(self.tmp, "t2")
+        r = run("--threads", "1", "data", "synth", "--out", out, "--num-train", "6", "--num-val",
+                "3", "--seed", "3", "--size", "128")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertTrue(filecmp.cmp(os.path.join(a, "train", "000001.jpg"),
+                                    os.path.join(out, "train", "000001.jpg"), shallow=False))
+        r = run("data", "synth", "--out", os.path.join(self.tmp, "t3"), "--threads", "-2")
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("--threads", r.stderr + r.stdout)
+
     def test_png_format(self):
         out = self.synth("png", 1, "--format", "png")
         self.assertTrue(os.path.isfile(os.path.join(out, "train", "000005.png")))
