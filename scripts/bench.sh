@@ -5,6 +5,14 @@ build_dir=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 export SETDET_OPS_LIB="$root/$build_dir/lib/libsetdet_ops.so"
 export SETDET_BIN="$root/$build_dir/bin/setdet"
+# The ONNX Runtime column of bench_infer.py needs node + npm (npm's onnxruntime-node); when they are
+# missing, try Debian's packages, and otherwise that column is reported as unavailable.
+if ! command -v npm >/dev/null 2>&1; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null 2>&1 ||
+    echo "bench: nodejs/npm could not be installed; ONNX Runtime will be reported as unavailable"
+fi
 echo "setdet benchmarks, $(date -u +%Y-%m-%d), $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 for bench in "$root"/bench/bench_*.py; do
   echo
