@@ -24,6 +24,7 @@
 #include "setdet/io/pth.h"
 #include "setdet/io/state_dict.h"
 #include "setdet/models/detector.h"
+#include "setdet/ops/tensor_args.h"
 
 namespace setdet::cli {
 namespace {
@@ -106,36 +107,7 @@ std::string json_string(const std::string& s) {
   return out + "\"";
 }
 
-std::string dtype_name(at::ScalarType t) {
-  switch (t) {
-    case at::kFloat:
-      return "float32";
-    case at::kDouble:
-      return "float64";
-    case at::kHalf:
-      return "float16";
-    case at::kBFloat16:
-      return "bfloat16";
-    case at::kLong:
-      return "int64";
-    case at::kInt:
-      return "int32";
-    case at::kShort:
-      return "int16";
-    case at::kChar:
-      return "int8";
-    case at::kByte:
-      return "uint8";
-    case at::kBool:
-      return "bool";
-    case at::kComplexFloat:
-      return "complex64";
-    case at::kComplexDouble:
-      return "complex128";
-    default:
-      return c10::toString(t);
-  }
-}
+using ops::dtype_name;
 
 // The model tensors of a setdet checkpoint, parameters first, as save_checkpoint wrote them.
 NamedTensors checkpoint_tensors(const std::string& path) {

@@ -40,6 +40,10 @@ inline std::string dtype_name(at::ScalarType t) {
       return "uint8";
     case at::kBool:
       return "bool";
+    case at::kComplexFloat:
+      return "complex64";
+    case at::kComplexDouble:
+      return "complex128";
     default:
       return c10::toString(t);
   }
