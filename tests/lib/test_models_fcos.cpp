@@ -3,9 +3,15 @@
 
 #include "setdet/config/config.h"
 #include "setdet/models/detectors/fcos.h"
+#include "detector_testing.h"
 
 namespace setdet {
 namespace {
+
+using test_util::meta;
+using test_util::two_image_batch;
+// The detector-building error of a model YAML.
+const auto error_of = test_util::build_error;
 
 const char* kDemoModel =
     "{type: FCOS, num_classes: 7,"
@@ -19,23 +25,6 @@ const char* kDemoModel =
 std::shared_ptr<FCOSDetector> demo_model() {
   return std::dynamic_pointer_cast<FCOSDetector>(
       DetectorRegistry().build(Config::parse(kDemoModel, "demo.yaml")));
-}
-
-std::string error_of(const std::string& yaml) {
-  try {
-    DetectorRegistry().build(Config::parse(yaml, "m.yaml"));
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-ImageMeta meta(int64_t h, int64_t w) {
-  ImageMeta m;
-  m.original_hw = {h, w};
-  m.input_hw = {h, w};
-  m.padded_hw = {h, w};
-  return m;
 }
 
 TEST(FCOS, HeadOutputShapesPerLevel) {
@@ -99,49 +88,13 @@ TEST(FCOS, StateDictMirrorsTorchvisionFcosResnet50Fpn) {
   EXPECT_TRUE(buffers.contains("backbone.body.layer4.2.bn3.num_batches_tracked"));
 }
 
-Batch two_image_batch() {
-  Batch b;
-  b.images = torch::randn({2, 3, 128, 128}) * 0.5;
-  // Bright rectangles where the objects are, so the images carry the signal.
-  b.boxes = {torch::tensor({{16.f, 24.f, 80.f, 96.f}, {90.f, 10.f, 120.f, 40.f}}),
-             torch::tensor({{30.f, 30.f, 110.f, 70.f}})};
-  b.labels = {torch::tensor({2, 5}, torch::kLong), torch::tensor({0}, torch::kLong)};
-  for (int64_t i = 0; i < 2; ++i) {
-    for (int64_t j = 0; j < b.boxes[i].size(0); ++j) {
-      const auto bx = b.boxes[i][j];
-      const auto x1 = bx[0].item<int64_t>(), y1 = bx[1].item<int64_t>(), x2 = bx[2].item<int64_t>(),
-                 y2 = bx[3].item<int64_t>();
-      b.images[i]
-          .select(0, b.labels[i][j].item<int64_t>() % 3)
-          .narrow(0, y1, y2 - y1)
-          .narrow(1, x1, x2 - x1) += 2.0;
-    }
-    b.metas.push_back(meta(128, 128));
-  }
-  return b;
-}
-
 TEST(FCOS, OverfitsTwoImagesInThirtyIterations) {
   torch::manual_seed(1);
   auto model = demo_model();
-  model->train();
-  const Batch batch = two_image_batch();
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  double first = 0, last = 0;
-  for (int it = 0; it < 30; ++it) {
-    auto losses = model->losses(batch);
-    ASSERT_TRUE(losses.count("loss_cls") && losses.count("loss_bbox") &&
-                losses.count("loss_centerness"));
-    EXPECT_GT(losses["num_pos"].item<double>(), 0);
-    const auto total = losses["loss_cls"] + losses["loss_bbox"] + losses["loss_centerness"];
-    ASSERT_TRUE(std::isfinite(total.item<double>())) << "iteration " << it;
-    if (it == 0) first = total.item<double>();
-    last = total.item<double>();
-    opt.zero_grad();
-    total.backward();
-    opt.step();
-  }
-  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+  const auto totals = test_util::sgd_loss_totals(
+      *model, two_image_batch(5), 30, {"loss_cls", "loss_bbox", "loss_centerness"}, 1);
+  ASSERT_EQ(totals.size(), 30u);
+  EXPECT_LT(totals.back(), 0.6 * totals.front());
 }
 
 TEST(FCOS, ImagesWithoutObjectsGiveFiniteLossesAndGradients) {

@@ -12,9 +12,14 @@
 #include "setdet/losses/pss_loss.h"
 #include "setdet/losses/rank_loss.h"
 #include "setdet/models/detectors/fcos_pss.h"
+#include "detector_testing.h"
 
 namespace setdet {
 namespace {
+
+using test_util::meta;
+using test_util::two_image_batch;
+const auto error_of = test_util::build_error;
 
 std::string tiny_model_yaml(const std::string& extra = "") {
   return "{type: FCOS_PSS, num_classes: 3,"
@@ -30,45 +35,6 @@ std::shared_ptr<FCOSPSSDetector> tiny_model(const std::string& extra = "") {
       DetectorRegistry().build(Config::parse(tiny_model_yaml(extra), "pss.yaml")));
   EXPECT_NE(model, nullptr);
   return model;
-}
-
-std::string error_of(const std::string& yaml) {
-  try {
-    DetectorRegistry().build(Config::parse(yaml, "m.yaml"));
-  } catch (const std::exception& e) {
-    return e.what();
-  }
-  return "";
-}
-
-ImageMeta meta(int64_t h, int64_t w) {
-  ImageMeta m;
-  m.original_hw = {h, w};
-  m.input_hw = {h, w};
-  m.padded_hw = {h, w};
-  return m;
-}
-
-// Two 128 x 128 images with bright rectangles on the objects (labels 2, 1 and 0).
-Batch two_image_batch() {
-  Batch b;
-  b.images = torch::randn({2, 3, 128, 128}) * 0.5;
-  b.boxes = {torch::tensor({{16.f, 24.f, 80.f, 96.f}, {90.f, 10.f, 120.f, 40.f}}),
-             torch::tensor({{30.f, 30.f, 110.f, 70.f}})};
-  b.labels = {torch::tensor({2, 1}, torch::kLong), torch::tensor({0}, torch::kLong)};
-  for (int64_t i = 0; i < 2; ++i) {
-    for (int64_t j = 0; j < b.boxes[i].size(0); ++j) {
-      const auto bx = b.boxes[i][j];
-      const auto x1 = bx[0].item<int64_t>(), y1 = bx[1].item<int64_t>(), x2 = bx[2].item<int64_t>(),
-                 y2 = bx[3].item<int64_t>();
-      b.images[i]
-          .select(0, b.labels[i][j].item<int64_t>())
-          .narrow(0, y1, y2 - y1)
-          .narrow(1, x1, x2 - x1) += 2.0;
-    }
-    b.metas.push_back(meta(128, 128));
-  }
-  return b;
 }
 
 bool is_pss_param(const std::string& name) { return name.rfind("pss_head.", 0) == 0; }

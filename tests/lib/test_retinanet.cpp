@@ -9,9 +9,13 @@
 #include "setdet/models/detectors/retinanet.h"
 #include "setdet/structures/anchors.h"
 #include "setdet/structures/box_coder.h"
+#include "detector_testing.h"
 
 namespace setdet {
 namespace {
+
+using test_util::meta;
+using test_util::two_image_batch;
 
 AnchorGenerator torchvision_anchors() {
   return AnchorGenerator(anchor_generator_options_from_config(Config::parse("{}", "a.yaml")));
@@ -146,32 +150,6 @@ const char* kSmallRetinaNet =
     " anchor_generator: {base_sizes: [16, 32, 64, 128, 256]},"
     " test_cfg: {score_thr: 0.05, nms_thr: 0.5, max_per_img: 50, pre_nms_top_k: 200}}";
 
-ImageMeta meta(int64_t h, int64_t w) {
-  ImageMeta m;
-  m.original_hw = m.input_hw = m.padded_hw = {h, w};
-  return m;
-}
-
-Batch two_image_batch() {
-  Batch b;
-  b.images = torch::randn({2, 3, 128, 128}) * 0.5;
-  b.boxes = {rows({{16, 24, 80, 96}, {90, 10, 120, 40}}), rows({{30, 30, 110, 70}})};
-  b.labels = {torch::tensor({2, 1}, torch::kLong), torch::tensor({0}, torch::kLong)};
-  for (int64_t i = 0; i < 2; ++i) {
-    for (int64_t j = 0; j < b.boxes[i].size(0); ++j) {
-      const auto bx = b.boxes[i][j].to(torch::kLong);
-      const int64_t x1 = bx[0].item<int64_t>(), y1 = bx[1].item<int64_t>();
-      const int64_t x2 = bx[2].item<int64_t>(), y2 = bx[3].item<int64_t>();
-      b.images[i]
-          .select(0, b.labels[i][j].item<int64_t>())
-          .narrow(0, y1, y2 - y1)
-          .narrow(1, x1, x2 - x1) += 2.0;
-    }
-    b.metas.push_back(meta(128, 128));
-  }
-  return b;
-}
-
 TEST(RetinaNet, StateDictMirrorsTorchvisionNames) {
   auto model = DetectorRegistry().build(Config::parse(kSmallRetinaNet, "m.yaml"));
   const auto params = model->named_parameters();
@@ -190,23 +168,11 @@ TEST(RetinaNet, StateDictMirrorsTorchvisionNames) {
 TEST(RetinaNet, LossFallsInSixtySteps) {
   torch::manual_seed(1);
   auto model = DetectorRegistry().build(Config::parse(kSmallRetinaNet, "m.yaml"));
-  model->train();
-  const Batch batch = two_image_batch();
-  torch::optim::SGD opt(model->parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
-  double first = 0, last = 0;
-  for (int it = 0; it < 60; ++it) {
-    auto losses = model->losses(batch);
-    ASSERT_TRUE(losses.count("loss_cls") && losses.count("loss_bbox"));
-    EXPECT_GE(losses["num_pos"].item<double>(), 3);  // every GT has at least its best anchor
-    const auto total = losses["loss_cls"] + losses["loss_bbox"];
-    ASSERT_TRUE(std::isfinite(total.item<double>())) << "iteration " << it;
-    if (it == 0) first = total.item<double>();
-    last = total.item<double>();
-    opt.zero_grad();
-    total.backward();
-    opt.step();
-  }
-  EXPECT_LT(last, 0.6 * first) << "first " << first << " last " << last;
+  // min_pos 3: every GT has at least its best anchor
+  const auto totals =
+      test_util::sgd_loss_totals(*model, two_image_batch(), 60, {"loss_cls", "loss_bbox"}, 3);
+  ASSERT_EQ(totals.size(), 60u);
+  EXPECT_LT(totals.back(), 0.6 * totals.front());
 }
 
 TEST(RetinaNet, EmptyImageLossesAndPredictBackToOriginal) {
@@ -250,14 +216,7 @@ TEST(RetinaNet, EmptyImageLossesAndPredictBackToOriginal) {
 }
 
 TEST(RetinaNet, ConfigErrorsNameTheKeyPath) {
-  auto error_of = [](const std::string& yaml) -> std::string {
-    try {
-      DetectorRegistry().build(Config::parse(yaml, "m.yaml"));
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-    return "";
-  };
+  const auto error_of = test_util::build_error;
   const std::string base(kSmallRetinaNet);
   const auto with = [&](const std::string& extra) {
     return base.substr(0, base.size() - 1) + ", " + extra + "}";
