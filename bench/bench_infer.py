@@ -217,9 +217,8 @@ def main():
     if photo is None:
         sys.exit("bench_infer: no photo found (install Debian's darknet package): "
                  + ", ".join(PHOTOS))
-    # The .pth importer is present when `setdet bench --checkpoint` accepts a torch.save file.
-    equal_weights = os.path.exists("/work/helper_notes/pth_ready.txt") or bool(
-        os.environ.get("SETDET_BENCH_EQUAL_WEIGHTS"))
+    # Both sides run the same weights: torchvision's state_dict, imported by setdet from the .pth.
+    equal_weights = True
     ort_env, ort_version = ensure_ort(args.work_dir) if not args.no_ort else (None, "--no-ort")
     ort = ort_env if ort_env is not None else ort_version
 

@@ -8,7 +8,8 @@
 //   e2e:        what `setdet infer` does per image: decode FILE, the test-time pipeline of
 //               data.test (else data.val), collate, predict (decode + NMS). When fused, the
 //               detections are also compared with the unfused model's (count, labels, max
-//               box / score difference).
+//               box / score difference). --breakdown adds the decode, pre-processing
+//               (pipeline + collate) and predict medians and the network alone on that input.
 //   group-norm: GroupNorm(32) + ReLU on the FPN level shapes of an H x W input (channels-last,
 //               256 channels): at::group_norm + relu_ against setdet::group_norm_inference.
 // Unless --no-fuse, BatchNorms are folded into convs first (setdet::fuse_for_inference).
@@ -274,9 +275,14 @@ int run_bench(const BenchOptions& o) {
   const auto pipeline = test_pipeline(cfg);
   int64_t num_dets = 0;
   std::array<int64_t, 2> input_hw{0, 0};
+  // Stage times of each run: decode, pipeline + collate, predict (network + post-processing).
+  std::vector<double> t_decode, t_prep, t_predict;
   const auto times = time_runs(o, [&] {
+    auto t0 = std::chrono::steady_clock::now();
     Sample sample;
     sample.image = read_image(o.image);
+    t_decode.push_back(seconds_since(t0));
+    t0 = std::chrono::steady_clock::now();
     sample.meta.file = o.image;
     sample.meta.original_hw = {sample.image.rows, sample.image.cols};
     sample.meta.input_hw = sample.meta.original_hw;
@@ -284,9 +290,37 @@ int run_bench(const BenchOptions& o) {
     Rng rng({0, 0});
     apply_pipeline(pipeline, sample, rng);
     const Batch batch = collate({sample}, 32);
+    t_prep.push_back(seconds_since(t0));
+    t0 = std::chrono::steady_clock::now();
     input_hw = {batch.images.size(2), batch.images.size(3)};
     num_dets = model->predict(batch).at(0).scores.size(0);
+    t_predict.push_back(seconds_since(t0));
   });
+  std::string stages;
+  if (o.breakdown) {
+    // The network alone on the same padded input, so post-processing = predict - network.
+    const at::Tensor images = at::zeros({1, 3, input_hw[0], input_hw[1]});
+    auto* fcos = dynamic_cast<FCOSDetector*>(model.get());
+    auto* retina = dynamic_cast<RetinaNetDetector*>(model.get());
+    std::vector<double> t_net;
+    if (fcos || retina) {
+      t_net = time_runs(o, [&] {
+        if (fcos) {
+          fcos->forward(images);
+        } else {
+          retina->forward(images);
+        }
+      });
+    }
+    auto tail = [&](const std::vector<double>& v) {
+      return std::vector<double>(v.end() - o.repeats, v.end());  // drop the warm-up runs
+    };
+    stages = fmt::format(
+        ", \"decode_median_s\": {:.6f}, \"preprocess_median_s\": {:.6f}, "
+        "\"predict_median_s\": {:.6f}",
+        median(tail(t_decode)), median(tail(t_prep)), median(tail(t_predict)));
+    if (!t_net.empty()) stages += fmt::format(", \"network_median_s\": {:.6f}", median(t_net));
+  }
   // Folded vs unfolded detections on this image: same count, largest box / score difference.
   std::string check;
   if (fused) {
@@ -322,9 +356,9 @@ int run_bench(const BenchOptions& o) {
   }
   std::cout << fmt::format(
       "{{{}, \"image\": \"{}\", \"input\": [1, 3, {}, {}], \"times_s\": {}, "
-      "\"median_s\": {:.6f}, \"num_detections\": {}{}}}\n",
+      "\"median_s\": {:.6f}, \"num_detections\": {}{}{}}}\n",
       common_json(o, fused), o.image, input_hw[0], input_hw[1], json_list(times), median(times),
-      num_dets, check);
+      num_dets, stages, check);
   return 0;
 }
 
@@ -344,7 +378,7 @@ const RegisterCommand kBench{
       app.add_option("--repeats", o->repeats, "timed runs");
       app.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber);
       app.add_flag("--no-fuse", o->no_fuse, "keep BatchNorms unfolded");
-      app.add_flag("--breakdown", o->breakdown, "network: also time backbone, neck, head");
+      app.add_flag("--breakdown", o->breakdown, "network: also time backbone, neck, head; e2e: time each stage");
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
           ->allow_extra_args(false);
       return [o] {
