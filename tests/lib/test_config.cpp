@@ -50,6 +50,24 @@ TEST(Config, DeleteMarkerRemovesInheritedKey) {
   EXPECT_FALSE(cfg["a"].has("c"));
 }
 
+TEST(Config, DeleteTrueReplacesTheInheritedMap) {
+  TempDir dir;
+  dir.write("base.yaml", "model: {assigner: {type: FCOSAssigner, regress_ranges: [[-1, 8]]}, k: 1}\n");
+  const auto child = dir.write(
+      "child.yaml", "_base_: base.yaml\nmodel: {assigner: {_delete_: true, type: ATSSAssigner}}\n");
+  const Config cfg = Config::load(child.string());
+  EXPECT_EQ(cfg["model"]["assigner"].get<std::string>("type"), "ATSSAssigner");
+  EXPECT_FALSE(cfg["model"]["assigner"].has("regress_ranges"));
+  EXPECT_FALSE(cfg["model"]["assigner"].has("_delete_"));
+  EXPECT_EQ(cfg["model"].get<int>("k"), 1);  // only the marked map is replaced
+  const auto off = dir.write(
+      "off.yaml", "_base_: base.yaml\nmodel: {assigner: {_delete_: false, type: ATSSAssigner}}\n");
+  EXPECT_TRUE(Config::load(off.string())["model"]["assigner"].has("regress_ranges"));
+  const auto bad = dir.write("bad.yaml", "_base_: base.yaml\nmodel: {assigner: {_delete_: 3}}\n");
+  EXPECT_NE(error_of([&] { Config::load(bad.string()); }).find("_delete_ inside a map must be true"),
+            std::string::npos);
+}
+
 TEST(Config, InheritanceCycleIsAnError) {
   TempDir dir;
   dir.write("a.yaml", "_base_: b.yaml\n");

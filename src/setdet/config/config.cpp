@@ -14,18 +14,42 @@ std::string join_path(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
 
-// Recursively merges `over` onto `base` (maps merge, everything else replaces); returns a new node.
+// Whether a map says `_delete_: true` (MMCV: replace the base's map instead of merging into it).
+bool replaces_base(const YAML::Node& node) {
+  if (!node.IsMap() || !node["_delete_"]) return false;
+  const YAML::Node flag = node["_delete_"];
+  SETDET_CHECK(flag.IsScalar() && (flag.as<std::string>() == "true" ||
+                                   flag.as<std::string>() == "false"),
+               "config: _delete_ inside a map must be true or false, got '",
+               YAML::Dump(flag), "'");
+  return flag.as<bool>();
+}
+
+// `node` without its `_delete_` entries, at every depth.
+YAML::Node strip_delete(const YAML::Node& node) {
+  if (!node.IsMap()) return YAML::Clone(node);
+  YAML::Node out(YAML::NodeType::Map);
+  for (const auto& kv : node) {
+    const auto key = kv.first.as<std::string>();
+    if (key != "_delete_") out[key] = strip_delete(kv.second);
+  }
+  return out;
+}
+
+// Recursively merges `over` onto `base` (maps merge, everything else replaces; `key: _delete_`
+// removes the key; a map with `_delete_: true` replaces the base's map); returns a new node.
 YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
-  if (!base.IsMap() || !over.IsMap()) return YAML::Clone(over);
+  if (!base.IsMap() || !over.IsMap()) return strip_delete(over);
   YAML::Node out = YAML::Clone(base);
   for (const auto& kv : over) {
     const auto key = kv.first.as<std::string>();
+    if (key == "_delete_") continue;
     if (kv.second.IsScalar() && kv.second.as<std::string>() == "_delete_") {
       out.remove(key);
-    } else if (out[key] && out[key].IsMap() && kv.second.IsMap()) {
+    } else if (out[key] && out[key].IsMap() && kv.second.IsMap() && !replaces_base(kv.second)) {
       out[key] = merge(out[key], kv.second);
     } else {
-      out[key] = YAML::Clone(kv.second);
+      out[key] = strip_delete(kv.second);
     }
   }
   return out;

@@ -21,7 +21,8 @@ class Config {
 
   // Loads `file`; `_base_: other.yaml` (or a list) is loaded first, relative to `file`'s
   // directory, and this file's keys are merged over it recursively (maps merge, everything else
-  // replaces). A key set to the string "_delete_" is removed.
+  // replaces). A key set to the string "_delete_" is removed; a map holding `_delete_: true`
+  // replaces the inherited map instead of merging into it (MMCV's convention).
   static Config load(const std::string& file);
   // Parses YAML text (for tests and generated configs); `origin` names it in errors.
   static Config parse(const std::string& yaml, const std::string& origin = "<string>");
