@@ -8,11 +8,13 @@
 
 #include <cmath>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "setdet/config/config.h"
 #include "setdet/data/batch.h"
+#include "setdet/engine/autocast.h"
 #include "setdet/models/detector.h"
 #include "testing.h"
 
@@ -58,15 +60,20 @@ inline std::string build_error(const std::string& yaml) {
 
 // Trains `model` for `steps` SGD steps (lr 0.01, momentum 0.9) on `batch`, minimising the sum of
 // the losses named in `names`; returns that sum at every step. Each step's losses must contain
-// every name and at least `min_pos` positives ("num_pos"), and their sum must be finite.
-inline std::vector<double> sgd_loss_totals(Detector& model, const Batch& batch, int steps,
-                                           const std::vector<std::string>& names,
-                                           double min_pos) {
+// every name and at least `min_pos` positives ("num_pos"), and their sum must be finite. With
+// `autocast`, losses() runs under it (as the runner does).
+inline std::vector<double> sgd_loss_totals(
+    Detector& model, const Batch& batch, int steps, const std::vector<std::string>& names,
+    double min_pos, std::optional<c10::ScalarType> autocast = std::nullopt) {
   model.train();
   torch::optim::SGD opt(model.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));
   std::vector<double> totals;
   for (int it = 0; it < steps; ++it) {
-    std::map<std::string, at::Tensor> losses = model.losses(batch);
+    std::map<std::string, at::Tensor> losses;
+    {
+      const AutocastGuard guard(autocast, batch.images.device().type());
+      losses = model.losses(batch);
+    }
     at::Tensor total = at::zeros({});
     for (const auto& name : names) {
       if (losses.count(name) == 0) {

@@ -25,7 +25,7 @@ RunnerOptions RunnerOptions::from_config(const std::optional<Config>& cfg) {
   RunnerOptions o;
   if (!cfg) return o;
   cfg->check_keys({"max_epochs", "max_iters", "max_seconds", "seed", "log_interval",
-                   "eval_interval", "checkpoint_interval"});
+                   "eval_interval", "checkpoint_interval", "autocast"});
   auto non_negative_int = [&](const std::string& key, int64_t fallback) {
     const auto v = cfg->get<int64_t>(key, fallback);
     SETDET_CHECK(v >= 0, cfg->where(), ".", key, ": expected >= 0, got ", v);
@@ -41,6 +41,7 @@ RunnerOptions RunnerOptions::from_config(const std::optional<Config>& cfg) {
   SETDET_CHECK(o.log_interval > 0, cfg->where(), ".log_interval: expected > 0");
   o.eval_interval = non_negative_int("eval_interval", 1);
   o.checkpoint_interval = non_negative_int("checkpoint_interval", 1);
+  o.autocast = parse_autocast(cfg->get<std::string>("autocast", "off"), cfg->where() + ".autocast");
   SETDET_CHECK(o.max_epochs > 0 || o.max_iters > 0 || o.max_seconds > 0, cfg->where(),
                ": set at least one of max_epochs, max_iters, max_seconds");
   return o;
@@ -231,7 +232,10 @@ void Runner::train(BatchSource& data) {
       batch_ = std::move(*next);
       call(&Hook::before_train_iter);
       const double forward_start = clock_();
-      outputs_ = model_->losses(batch_);
+      {
+        const AutocastGuard autocast(options_.autocast, batch_.images.device().type());
+        outputs_ = model_->losses(batch_);
+      }
       loss_ = at::Tensor();
       for (const auto& [name, value] : outputs_) {
         if (name.rfind("loss", 0) != 0) continue;

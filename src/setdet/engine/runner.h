@@ -5,7 +5,9 @@
 // Config (the `runner` section; one of max_epochs / max_iters / max_seconds is required, the
 // first limit reached stops training):
 //   runner: {max_epochs: 12, max_iters: 0, max_seconds: 0, seed: 0, log_interval: 50,
-//            eval_interval: 1, checkpoint_interval: 1}
+//            eval_interval: 1, checkpoint_interval: 1, autocast: off}
+// autocast (engine/autocast.h): off | bfloat16 | float16 | auto; the model's losses() runs under
+// it, the backward pass and the optimiser step in the parameters' float32.
 //
 // Reproducibility: training seeds LibTorch's default generator with `seed` before the model is
 // built, and the data source shuffles with (seed, epoch). With the same config, seed and thread
@@ -27,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "setdet/engine/autocast.h"
 #include "setdet/engine/batch_source.h"
 #include "setdet/engine/checkpoint.h"
 #include "setdet/engine/evaluator.h"
@@ -45,6 +48,7 @@ struct RunnerOptions {
   int64_t eval_interval = 1;        // epochs; 0: only at the end
   int64_t checkpoint_interval = 1;  // epochs; 0: only latest.pt at the end
   std::string work_dir;             // "": write no files
+  std::optional<c10::ScalarType> autocast;  // losses() under autocast to this dtype
 
   // Reads the `runner` section (absent: defaults; at least one limit must then be set later).
   static RunnerOptions from_config(const std::optional<Config>& cfg);

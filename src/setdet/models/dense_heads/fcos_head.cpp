@@ -2,9 +2,10 @@
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
-#include <torch/nn/modules/normalization.h>
 
 #include <cmath>
+
+#include "setdet/layers/float32_group_norm.h"
 
 namespace setdet {
 namespace {
@@ -21,7 +22,7 @@ torch::nn::Sequential make_tower(const FCOSHeadOptions& o) {
   for (int64_t i = 0; i < o.num_convs(); ++i) {
     tower->push_back(conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
     tower->push_back(
-        torch::nn::GroupNorm(torch::nn::GroupNormOptions(o.gn_groups(), o.channels())));
+        Float32GroupNorm(torch::nn::GroupNormOptions(o.gn_groups(), o.channels())));
     tower->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(/*inplace=*/true)));
   }
   return tower;

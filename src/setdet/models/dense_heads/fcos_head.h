@@ -23,6 +23,19 @@ namespace setdet {
 // Outputs of a dense head: per output name, one tensor per pyramid level (finest first).
 using DenseHeadOutputs = std::map<std::string, std::vector<at::Tensor>>;
 
+// Casts every map that is not float32 (a 16-bit float under autocast) to float32, so that
+// decoding, assignment and losses always run in float32.
+inline std::vector<at::Tensor> to_float32(std::vector<at::Tensor> maps) {
+  for (auto& m : maps) {
+    if (m.scalar_type() != at::kFloat) m = m.to(at::kFloat);
+  }
+  return maps;
+}
+inline DenseHeadOutputs to_float32(DenseHeadOutputs out) {
+  for (auto& [name, maps] : out) maps = to_float32(std::move(maps));
+  return out;
+}
+
 class DenseHead : public torch::nn::Module {
  public:
   virtual DenseHeadOutputs forward(const std::vector<at::Tensor>& features) = 0;

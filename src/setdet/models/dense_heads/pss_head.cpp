@@ -2,7 +2,8 @@
 
 #include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
-#include <torch/nn/modules/normalization.h>
+
+#include "setdet/layers/float32_group_norm.h"
 
 namespace setdet {
 namespace {
@@ -35,7 +36,7 @@ PositiveSampleSelectorImpl::PositiveSampleSelectorImpl(const PositiveSampleSelec
     tower->push_back(conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
     if (o.gn_groups() > 0) {
       tower->push_back(
-          torch::nn::GroupNorm(torch::nn::GroupNormOptions(o.gn_groups(), o.channels())));
+          Float32GroupNorm(torch::nn::GroupNormOptions(o.gn_groups(), o.channels())));
     }
     tower->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(/*inplace=*/true)));
   }

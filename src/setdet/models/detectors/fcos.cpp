@@ -73,7 +73,7 @@ DenseHeadOutputs FCOSDetector::forward(const at::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "FCOS: images must be [B, 3, H, W], got ",
               images.sizes());
   const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-  return head_->forward(neck_->forward(backbone_->forward(x)));
+  return to_float32(head_->forward(neck_->forward(backbone_->forward(x))));
 }
 
 const PointSet& FCOSDetector::points_for(const std::vector<at::Tensor>& level_maps) {

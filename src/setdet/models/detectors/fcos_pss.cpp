@@ -54,7 +54,7 @@ void FCOSPSSDetector::set_output_mode(const std::string& name) {
 
 DenseHeadOutputs FCOSPSSDetector::forward_pss(const at::Tensor& images) {
   DenseHeadOutputs out = forward(images);
-  out["pss"] = pss_head_->forward(out.at("reg_features"));
+  out["pss"] = to_float32(pss_head_->forward(out.at("reg_features")));
   return out;
 }
 

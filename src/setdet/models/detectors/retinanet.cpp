@@ -90,7 +90,7 @@ DenseHeadOutputs RetinaNetDetector::forward(const at::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
               "RetinaNet: images must be [B, 3, H, W], got ", images.sizes());
   const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-  return head_->forward(neck_->forward(backbone_->forward(x)));
+  return to_float32(head_->forward(neck_->forward(backbone_->forward(x))));
 }
 
 std::vector<at::Tensor> RetinaNetDetector::anchors_for(
