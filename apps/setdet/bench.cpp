@@ -31,7 +31,6 @@
 #include "command.h"
 #include "setdet/config/config.h"
 #include "setdet/core/error.h"
-#include "setdet/data/image_io.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
 #include "setdet/data/transforms.h"
@@ -190,6 +189,13 @@ std::vector<std::shared_ptr<Transform>> test_pipeline(const Config& cfg) {
   return build_pipeline(split["dataset"]["pipeline"]);
 }
 
+// The test-time pipeline and collation of one sample into a batch.
+Batch preprocess(Sample sample, const std::vector<std::shared_ptr<Transform>>& pipeline) {
+  Rng rng({0, 0});
+  apply_pipeline(pipeline, sample, rng);
+  return collate({sample}, 32);
+}
+
 int run_bench(const BenchOptions& o) {
   SETDET_CHECK(o.repeats > 0, "bench: --repeats must be positive, got ", o.repeats);
   SETDET_CHECK(o.height > 0 && o.width > 0, "bench: --height and --width must be positive, got ",
@@ -279,17 +285,10 @@ int run_bench(const BenchOptions& o) {
   std::vector<double> t_decode, t_prep, t_predict;
   const auto times = time_runs(o, [&] {
     auto t0 = std::chrono::steady_clock::now();
-    Sample sample;
-    sample.image = read_image(o.image);
+    Sample sample = image_sample(o.image);
     t_decode.push_back(seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
-    sample.meta.file = o.image;
-    sample.meta.original_hw = {sample.image.rows, sample.image.cols};
-    sample.meta.input_hw = sample.meta.original_hw;
-    sample.meta.padded_hw = sample.meta.original_hw;
-    Rng rng({0, 0});
-    apply_pipeline(pipeline, sample, rng);
-    const Batch batch = collate({sample}, 32);
+    const Batch batch = preprocess(std::move(sample), pipeline);
     t_prep.push_back(seconds_since(t0));
     t0 = std::chrono::steady_clock::now();
     input_hw = {batch.images.size(2), batch.images.size(3)};
@@ -324,15 +323,7 @@ int run_bench(const BenchOptions& o) {
   // Folded vs unfolded detections on this image: same count, largest box / score difference.
   std::string check;
   if (fused) {
-    Sample sample;
-    sample.image = read_image(o.image);
-    sample.meta.file = o.image;
-    sample.meta.original_hw = {sample.image.rows, sample.image.cols};
-    sample.meta.input_hw = sample.meta.original_hw;
-    sample.meta.padded_hw = sample.meta.original_hw;
-    Rng rng({0, 0});
-    apply_pipeline(pipeline, sample, rng);
-    const Batch batch = collate({sample}, 32);
+    const Batch batch = preprocess(image_sample(o.image), pipeline);
     const Detections a = model->predict(batch).at(0);
     for (const auto& m : model->modules()) {
       if (auto* f = dynamic_cast<InferenceFusable*>(m.get())) f->unfuse();

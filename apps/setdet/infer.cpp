@@ -22,7 +22,6 @@
 #include "setdet/config/config.h"
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/data/dataset.h"
-#include "setdet/data/image_io.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
 #include "setdet/data/transforms.h"
@@ -158,12 +157,7 @@ int run_infer(const InferOptions& o) {
   std::string json = "[";
   for (size_t i = 0; i < o.images.size(); ++i) {
     const std::string& file = o.images[i];
-    Sample sample;
-    sample.image = read_image(file);
-    sample.meta.file = file;
-    sample.meta.original_hw = {sample.image.rows, sample.image.cols};
-    sample.meta.input_hw = sample.meta.original_hw;
-    sample.meta.padded_hw = sample.meta.original_hw;
+    Sample sample = image_sample(file);
     const cv::Mat original = sample.image.clone();
     Rng rng({0, static_cast<uint64_t>(i)});
     apply_pipeline(data.pipeline, sample, rng);

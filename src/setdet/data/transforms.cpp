@@ -5,6 +5,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "setdet/core/error.h"
+#include "setdet/data/image_io.h"
 
 namespace setdet {
 
@@ -14,6 +15,16 @@ std::vector<std::shared_ptr<Transform>> build_pipeline(const Config& list) {
   std::vector<std::shared_ptr<Transform>> out;
   for (size_t i = 0; i < list.size(); ++i) out.push_back(TransformRegistry().build(list.at(i)));
   return out;
+}
+
+Sample image_sample(const std::string& path) {
+  Sample sample;
+  sample.image = read_image(path);
+  sample.meta.file = path;
+  sample.meta.original_hw = {sample.image.rows, sample.image.cols};
+  sample.meta.input_hw = sample.meta.original_hw;
+  sample.meta.padded_hw = sample.meta.original_hw;
+  return sample;
 }
 
 void apply_pipeline(const std::vector<std::shared_ptr<Transform>>& pipeline, Sample& sample,

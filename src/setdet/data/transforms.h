@@ -39,6 +39,10 @@ std::vector<std::shared_ptr<Transform>> build_pipeline(const Config& list);
 void apply_pipeline(const std::vector<std::shared_ptr<Transform>>& pipeline, Sample& sample,
                     Rng& rng);
 
+// The image file `path` decoded (read_image) as a Sample without annotations whose original,
+// input and padded sizes are the image's own: what inference starts from.
+Sample image_sample(const std::string& path);
+
 // Resize (config `type: Resize`), as MMDetection 2.x's Resize with mmcv.imrescale:
 //   scale: [a, b] or a list of them; keep_ratio: true; multiscale_mode: value | range
 // keep_ratio: factor = min(max(a, b) / long side, min(a, b) / short side), new size

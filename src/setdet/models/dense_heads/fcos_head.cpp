@@ -6,21 +6,15 @@
 #include <cmath>
 
 #include "setdet/layers/float32_group_norm.h"
+#include "setdet/models/dense_heads/head_conv.h"
 
 namespace setdet {
 namespace {
 
-torch::nn::Conv2d conv3x3(int64_t in, int64_t out) {
-  torch::nn::Conv2d c(torch::nn::Conv2dOptions(in, out, 3).padding(1));
-  torch::nn::init::normal_(c->weight, 0.0, 0.01);
-  torch::nn::init::zeros_(c->bias);
-  return c;
-}
-
 torch::nn::Sequential make_tower(const FCOSHeadOptions& o) {
   torch::nn::Sequential tower;
   for (int64_t i = 0; i < o.num_convs(); ++i) {
-    tower->push_back(conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
+    tower->push_back(head_conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
     tower->push_back(
         Float32GroupNorm(torch::nn::GroupNormOptions(o.gn_groups(), o.channels())));
     tower->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(/*inplace=*/true)));
@@ -48,11 +42,11 @@ FCOSHeadImpl::FCOSHeadImpl(const FCOSHeadOptions& options) : options_(options) {
   auto cls_head = register_module("classification_head", std::make_shared<torch::nn::Module>());
   auto reg_head = register_module("regression_head", std::make_shared<torch::nn::Module>());
   cls_tower_ = cls_head->register_module("conv", make_tower(o));
-  cls_logits_ = cls_head->register_module("cls_logits", conv3x3(o.channels(), o.num_classes()));
+  cls_logits_ = cls_head->register_module("cls_logits", head_conv3x3(o.channels(), o.num_classes()));
   torch::nn::init::constant_(cls_logits_->bias, -std::log((1.0 - o.prior_prob()) / o.prior_prob()));
   reg_tower_ = reg_head->register_module("conv", make_tower(o));
-  bbox_reg_ = reg_head->register_module("bbox_reg", conv3x3(o.channels(), 4));
-  bbox_ctrness_ = reg_head->register_module("bbox_ctrness", conv3x3(o.channels(), 1));
+  bbox_reg_ = reg_head->register_module("bbox_reg", head_conv3x3(o.channels(), 4));
+  bbox_ctrness_ = reg_head->register_module("bbox_ctrness", head_conv3x3(o.channels(), 1));
   scales_ = register_parameter("scales", torch::ones({static_cast<int64_t>(o.strides().size())}));
 }
 

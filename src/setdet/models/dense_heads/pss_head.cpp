@@ -1,22 +1,11 @@
 #include "setdet/models/dense_heads/pss_head.h"
 
-#include <torch/nn/init.h>
 #include <torch/nn/modules/activation.h>
 
 #include "setdet/layers/float32_group_norm.h"
+#include "setdet/models/dense_heads/head_conv.h"
 
 namespace setdet {
-namespace {
-
-// As the FCOS towers: N(0, 0.01) weights, zero bias (the PSS logits start at sigma = 0.5).
-torch::nn::Conv2d conv3x3(int64_t in, int64_t out) {
-  torch::nn::Conv2d c(torch::nn::Conv2dOptions(in, out, 3).padding(1));
-  torch::nn::init::normal_(c->weight, 0.0, 0.01);
-  torch::nn::init::zeros_(c->bias);
-  return c;
-}
-
-}  // namespace
 
 PositiveSampleSelectorImpl::PositiveSampleSelectorImpl(const PositiveSampleSelectorOptions& options)
     : options_(options) {
@@ -33,7 +22,7 @@ PositiveSampleSelectorImpl::PositiveSampleSelectorImpl(const PositiveSampleSelec
               "PositiveSampleSelector: with num_convs 0, channels must equal in_channels");
   torch::nn::Sequential tower;
   for (int64_t i = 0; i < o.num_convs(); ++i) {
-    tower->push_back(conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
+    tower->push_back(head_conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
     if (o.gn_groups() > 0) {
       tower->push_back(
           Float32GroupNorm(torch::nn::GroupNormOptions(o.gn_groups(), o.channels())));
@@ -41,7 +30,8 @@ PositiveSampleSelectorImpl::PositiveSampleSelectorImpl(const PositiveSampleSelec
     tower->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(/*inplace=*/true)));
   }
   tower_ = register_module("conv", tower);
-  pss_logits_ = register_module("pss_logits", conv3x3(o.channels(), 1));
+  // N(0, 0.01) weights, zero bias: the PSS logits start at sigma = 0.5
+  pss_logits_ = register_module("pss_logits", head_conv3x3(o.channels(), 1));
 }
 
 std::vector<at::Tensor> PositiveSampleSelectorImpl::forward(

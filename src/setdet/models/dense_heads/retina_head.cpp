@@ -5,15 +5,10 @@
 
 #include <cmath>
 
+#include "setdet/models/dense_heads/head_conv.h"
+
 namespace setdet {
 namespace {
-
-torch::nn::Conv2d conv3x3(int64_t in, int64_t out) {
-  torch::nn::Conv2d c(torch::nn::Conv2dOptions(in, out, 3).padding(1));
-  torch::nn::init::normal_(c->weight, 0.0, 0.01);
-  torch::nn::init::zeros_(c->bias);
-  return c;
-}
 
 // num_convs blocks named "N", each a Sequential of "0" (conv) and "1" (ReLU), as torchvision's
 // Sequential of Conv2dNormActivation(norm_layer=None).
@@ -22,7 +17,7 @@ std::vector<torch::nn::Sequential> make_tower(const RetinaHeadOptions& o,
   std::vector<torch::nn::Sequential> blocks;
   for (int64_t i = 0; i < o.num_convs(); ++i) {
     torch::nn::Sequential block;
-    block->push_back(conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
+    block->push_back(head_conv3x3(i == 0 ? o.in_channels() : o.channels(), o.channels()));
     block->push_back(torch::nn::ReLU(torch::nn::ReLUOptions(/*inplace=*/true)));
     list->push_back(block.ptr());
     blocks.push_back(block);
@@ -56,10 +51,10 @@ RetinaHeadImpl::RetinaHeadImpl(const RetinaHeadOptions& options) : options_(opti
   auto reg_head = register_module("regression_head", std::make_shared<torch::nn::Module>());
   cls_tower_ = make_tower(o, cls_head->register_module("conv", torch::nn::ModuleList()));
   cls_logits_ = cls_head->register_module("cls_logits",
-                                          conv3x3(o.channels(), o.num_anchors() * o.num_classes()));
+                                          head_conv3x3(o.channels(), o.num_anchors() * o.num_classes()));
   torch::nn::init::constant_(cls_logits_->bias, -std::log((1.0 - o.prior_prob()) / o.prior_prob()));
   reg_tower_ = make_tower(o, reg_head->register_module("conv", torch::nn::ModuleList()));
-  bbox_reg_ = reg_head->register_module("bbox_reg", conv3x3(o.channels(), o.num_anchors() * 4));
+  bbox_reg_ = reg_head->register_module("bbox_reg", head_conv3x3(o.channels(), o.num_anchors() * 4));
 }
 
 DenseHeadOutputs RetinaHeadImpl::forward(const std::vector<at::Tensor>& features) {
