@@ -39,7 +39,6 @@
 #include "setdet/layers/group_norm.h"
 #include "setdet/models/detector.h"
 #include "setdet/models/detectors/fcos.h"
-#include "setdet/models/detectors/retinanet.h"
 
 namespace setdet::cli {
 namespace {
@@ -213,20 +212,13 @@ int run_bench(const BenchOptions& o) {
   torch::NoGradGuard no_grad;
 
   if (o.mode == "network") {
-    auto* fcos = dynamic_cast<FCOSDetector*>(model.get());
-    auto* retina = dynamic_cast<RetinaNetDetector*>(model.get());
-    SETDET_CHECK(fcos != nullptr || retina != nullptr, o.config,
-                 ": bench --mode network times FCOS or RetinaNet forward(images); model.type ",
-                 cfg["model"].get<std::string>("type", "?"),
-                 " has no network-only entry point (use --mode e2e)");
     const at::Tensor images = at::randn({1, 3, o.height, o.width});
     const auto times = time_runs(o, [&] {
-      if (fcos) {
-        fcos->forward(images);
-      } else {
-        retina->forward(images);
-      }
+      SETDET_CHECK(!model->forward_network(images).empty(), o.config, ": model.type ",
+                   cfg["model"].get<std::string>("type", "?"),
+                   " has no network-only entry point (use --mode e2e)");
     });
+    auto* fcos = dynamic_cast<FCOSDetector*>(model.get());  // --breakdown: FCOS's stages
     std::string extra;
     if (o.breakdown && fcos) {
       const bool cl = cfg["model"].get<bool>("channels_last", true);
@@ -299,18 +291,9 @@ int run_bench(const BenchOptions& o) {
   if (o.breakdown) {
     // The network alone on the same padded input, so post-processing = predict - network.
     const at::Tensor images = at::zeros({1, 3, input_hw[0], input_hw[1]});
-    auto* fcos = dynamic_cast<FCOSDetector*>(model.get());
-    auto* retina = dynamic_cast<RetinaNetDetector*>(model.get());
-    std::vector<double> t_net;
-    if (fcos || retina) {
-      t_net = time_runs(o, [&] {
-        if (fcos) {
-          fcos->forward(images);
-        } else {
-          retina->forward(images);
-        }
-      });
-    }
+    bool has_network = true;
+    const std::vector<double> t_net =
+        time_runs(o, [&] { has_network = !model->forward_network(images).empty(); });
     auto tail = [&](const std::vector<double>& v) {
       return std::vector<double>(v.end() - o.repeats, v.end());  // drop the warm-up runs
     };
@@ -318,7 +301,7 @@ int run_bench(const BenchOptions& o) {
         ", \"decode_median_s\": {:.6f}, \"preprocess_median_s\": {:.6f}, "
         "\"predict_median_s\": {:.6f}",
         median(tail(t_decode)), median(tail(t_prep)), median(tail(t_predict)));
-    if (!t_net.empty()) stages += fmt::format(", \"network_median_s\": {:.6f}", median(t_net));
+    if (has_network) stages += fmt::format(", \"network_median_s\": {:.6f}", median(t_net));
   }
   // Folded vs unfolded detections on this image: same count, largest box / score difference.
   std::string check;

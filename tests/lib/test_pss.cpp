@@ -138,6 +138,30 @@ TEST(Pss, StateDictAddsOnlyThePssHead) {
             (std::vector<int64_t>{1, 32, 3, 3}));
 }
 
+TEST(Pss, ForwardNetworkThroughTheDetectorInterfaceIncludesThePssMaps) {
+  torch::manual_seed(5);
+  auto pss = tiny_model();
+  pss->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor images = torch::randn({1, 3, 64, 96});
+  Detector& detector = *pss;
+  const std::vector<at::Tensor> maps = detector.forward_network(images);
+  const DenseHeadOutputs named = pss->forward_pss(images);
+  // output by output in name order (bbox_distances, centerness, cls_logits, pss, reg_features),
+  // 5 levels each
+  ASSERT_EQ(named.size(), 5u);
+  ASSERT_EQ(maps.size(), 25u);
+  size_t k = 0;
+  for (const auto& [name, levels] : named) {
+    for (const auto& level : levels) {
+      EXPECT_TRUE(maps[k].equal(level)) << name << " #" << k;
+      ++k;
+    }
+  }
+  EXPECT_EQ(maps[15].size(1), 1);  // pss logits on P3
+  EXPECT_EQ(maps[15].size(2), 8);  // 64 / 8
+}
+
 TEST(Pss, MatchingQualityIsEq3) {
   const auto prob = torch::tensor({{0.25, 0.9}, {0.5, 0.0}}, torch::kDouble);
   const auto iou = torch::tensor({{0.5, 1.0}, {0.0, 0.7}}, torch::kDouble);

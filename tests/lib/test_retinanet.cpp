@@ -165,6 +165,22 @@ TEST(RetinaNet, StateDictMirrorsTorchvisionNames) {
               1e-5);
 }
 
+TEST(RetinaNet, ForwardNetworkFlattensTheHeadOutputs) {
+  torch::manual_seed(4);
+  auto model = DetectorRegistry().build(Config::parse(kSmallRetinaNet, "m.yaml"));
+  model->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor images = torch::randn({1, 3, 64, 64});
+  const std::vector<at::Tensor> maps = model->forward_network(images);
+  const DenseHeadOutputs named = dynamic_cast<RetinaNetDetector&>(*model).forward(images);
+  ASSERT_EQ(maps.size(), 10u);  // bbox_deltas then cls_logits, 5 levels each
+  for (size_t l = 0; l < 5; ++l) {
+    EXPECT_TRUE(maps[l].equal(named.at("bbox_deltas")[l]));
+    EXPECT_TRUE(maps[5 + l].equal(named.at("cls_logits")[l]));
+  }
+  EXPECT_EQ(maps[5].size(1), 9 * 3);  // A x K logits on P3
+}
+
 TEST(RetinaNet, LossFallsInSixtySteps) {
   torch::manual_seed(1);
   auto model = DetectorRegistry().build(Config::parse(kSmallRetinaNet, "m.yaml"));

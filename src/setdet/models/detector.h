@@ -29,6 +29,13 @@ class Detector : public torch::nn::Module {
   // Inference (call under torch::NoGradGuard, eval mode).
   virtual std::vector<Detections> predict(const Batch& batch) = 0;
   virtual int64_t num_classes() const = 0;
+  // The network alone (backbone, neck, head: no pre- or post-processing) on a batch of
+  // normalised, padded images: every output map, for benchmarks and export. Empty: this detector
+  // has no network-only entry point.
+  virtual std::vector<at::Tensor> forward_network(const at::Tensor& images) {
+    (void)images;
+    return {};
+  }
 
   // Detectors that can decode one set of weights several ways (e.g. FCOS_PSS: NMS-free or
   // one-to-many + NMS) list them here; `setdet test` evaluates each. Empty: a single output.

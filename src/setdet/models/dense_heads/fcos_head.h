@@ -31,6 +31,13 @@ inline std::vector<at::Tensor> to_float32(std::vector<at::Tensor> maps) {
   }
   return maps;
 }
+// Every map of `out`, output by output (in name order), level by level.
+inline std::vector<at::Tensor> flatten_outputs(const DenseHeadOutputs& out) {
+  std::vector<at::Tensor> maps;
+  for (const auto& [name, levels] : out) maps.insert(maps.end(), levels.begin(), levels.end());
+  return maps;
+}
+
 inline DenseHeadOutputs to_float32(DenseHeadOutputs out) {
   for (auto& [name, maps] : out) maps = to_float32(std::move(maps));
   return out;

@@ -57,6 +57,9 @@ class FCOSDetector : public Detector {
 
   // Raw head outputs for an image batch: per level cls_logits, bbox_distances, centerness.
   DenseHeadOutputs forward(const at::Tensor& images);
+  std::vector<at::Tensor> forward_network(const at::Tensor& images) override {
+    return flatten_outputs(forward(images));
+  }
 
   Backbone& backbone() { return *backbone_; }
   Neck& neck() { return *neck_; }

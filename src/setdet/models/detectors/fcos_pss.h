@@ -57,6 +57,9 @@ class FCOSPSSDetector : public FCOSDetector {
 
   // FCOS's head outputs (with "reg_features") plus "pss" logits [B, 1, H, W] per level.
   DenseHeadOutputs forward_pss(const at::Tensor& images);
+  std::vector<at::Tensor> forward_network(const at::Tensor& images) override {
+    return flatten_outputs(forward_pss(images));
+  }
 
   PositiveSampleSelectorImpl& pss_head() { return *pss_head_; }
   const PSSTrainConfig& train_cfg() const { return train_cfg_; }

@@ -56,6 +56,9 @@ class RetinaNetDetector : public Detector {
 
   // Raw head outputs for an image batch: per level "cls_logits" and "bbox_deltas".
   DenseHeadOutputs forward(const at::Tensor& images);
+  std::vector<at::Tensor> forward_network(const at::Tensor& images) override {
+    return flatten_outputs(forward(images));
+  }
   // Per level [H * W * A, 4] anchors for these head outputs on a batch of padded size padded_hw.
   std::vector<at::Tensor> anchors_for(const DenseHeadOutputs& out,
                                       const std::array<int64_t, 2>& padded_hw) const;
