@@ -25,6 +25,7 @@
 #include "setdet/io/state_dict.h"
 #include "setdet/models/detector.h"
 #include "setdet/ops/tensor_args.h"
+#include "setdet/core/io/json_text.h"
 
 namespace setdet::cli {
 namespace {
@@ -91,21 +92,6 @@ struct InspectOptions {
   std::vector<std::string> overrides;
   std::string json;
 };
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
 
 using ops::dtype_name;
 

@@ -17,6 +17,7 @@
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/coco.h"
 #include "setdet/core/parallel.h"
+#include "setdet/core/io/json_text.h"
 
 namespace setdet::cli {
 namespace {
@@ -46,24 +47,6 @@ std::string json_number(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%.17g", v);
   return buf;
-}
-
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += ch;
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  return out + "\"";
 }
 
 double seconds_since(std::chrono::steady_clock::time_point start) {

@@ -29,6 +29,7 @@
 #include "setdet/io/state_dict.h"
 #include "setdet/layers/fused_conv_norm.h"
 #include "setdet/models/detector.h"
+#include "setdet/core/io/json_text.h"
 
 namespace setdet::cli {
 namespace {
@@ -76,21 +77,6 @@ TestTimeData test_time_data(const Config& cfg, int64_t num_classes) {
   return out;
 }
 
-std::string json_escape(const std::string& s) {
-  std::string out;
-  for (const char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out;
-}
-
 cv::Scalar class_colour(int64_t label) {
   static const cv::Scalar kPalette[] = {{56, 56, 255},  {151, 157, 255}, {31, 112, 255},
                                         {29, 178, 255}, {49, 210, 207},  {10, 249, 72},
@@ -127,7 +113,7 @@ void draw_detections(cv::Mat& image, const Detections& dets, const std::vector<s
 std::string detections_json(const std::string& file, const Detections& dets,
                             const std::vector<std::string>& names) {
   std::ostringstream os;
-  os << "{\"file\": \"" << json_escape(file) << "\", \"detections\": [";
+  os << "{\"file\": " << json_string(file) << ", \"detections\": [";
   const auto boxes = dets.boxes.accessor<float, 2>();
   const auto scores = dets.scores.accessor<float, 1>();
   const auto labels = dets.labels.accessor<int64_t, 1>();
@@ -135,7 +121,7 @@ std::string detections_json(const std::string& file, const Detections& dets,
     os << (i ? ", " : "") << "{\"box_xyxy\": [";
     for (int k = 0; k < 4; ++k) os << (k ? ", " : "") << json_number(boxes[i][k]);
     os << "], \"score\": " << json_number(scores[i]) << ", \"label\": " << labels[i]
-       << ", \"name\": \"" << json_escape(names[static_cast<size_t>(labels[i])]) << "\"}";
+       << ", \"name\": " << json_string(names[static_cast<size_t>(labels[i])]) << "}";
   }
   os << "]}";
   return os.str();

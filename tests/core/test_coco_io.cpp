@@ -12,6 +12,7 @@
 #include "setdet/core/error.h"
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/coco.h"
+#include "setdet/core/io/json_text.h"
 
 namespace setdet {
 namespace {
@@ -450,6 +451,17 @@ TEST_F(CocoIo, ErrorDuplicateCategoryId) {
   EXPECT_TRUE(contains(
       load_gt_error(gt_json("[]", R"([{"id": 1}])", R"([{"id": 3}, {"id": 3, "name": "b"}])")),
       "gt.json: categories[1].id: duplicate id 3 (also categories[0].id)"));
+}
+
+TEST(JsonText, EscapesQuotesBackslashesAndControlCharactersOnly) {
+  EXPECT_EQ(json_string("plain"), "\"plain\"");
+  EXPECT_EQ(json_string("a\"b\\c"), "\"a\\\"b\\\\c\"");
+  EXPECT_EQ(json_string("l1\nl2\r\t"), "\"l1\\nl2\\r\\t\"");
+  EXPECT_EQ(json_string(std::string("x\x01y\x1f", 4)), "\"x\\u0001y\\u001f\"");
+  EXPECT_EQ(json_string("caf\xc3\xa9.jpg"), "\"caf\xc3\xa9.jpg\"");  // UTF-8 bytes unchanged
+  std::string out = "[";
+  append_json_string(out, "");
+  EXPECT_EQ(out, "[\"\"");
 }
 
 }  // namespace

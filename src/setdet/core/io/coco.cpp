@@ -9,6 +9,7 @@
 
 #include "setdet/core/error.h"
 #include "setdet/core/io/atomic_file.h"
+#include "setdet/core/io/json_text.h"
 
 namespace setdet {
 namespace {
@@ -364,39 +365,6 @@ void check_unique_ids(const std::string& file, const char* array, const std::vec
                                  array, "[", ids[i - 1].second, "].id)"));
     }
   }
-}
-
-void append_json_string(std::string& out, std::string_view s) {
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          static const char* hex = "0123456789abcdef";
-          out += "\\u00";
-          out += hex[(c >> 4) & 0xf];
-          out += hex[c & 0xf];
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
 }
 
 void append_int(std::string& out, int64_t v) {
