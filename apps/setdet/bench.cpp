@@ -2,9 +2,10 @@
 // [--height H --width W] [--image FILE] [--repeats N] [--warmup K] [--no-fuse] [--breakdown]`:
 // times a detector built from CONFIG (random weights unless --checkpoint) and prints one JSON
 // object on stdout. Thread count: the global --threads option.
-//   network:    detector forward on a fixed [1, 3, H, W] tensor (no pre- or post-processing);
-//               FCOS and RetinaNet. --breakdown (FCOS) adds backbone / neck / head medians,
-//               and the head's median with setdet::group_norm_inference in its towers.
+//   network:    Detector::forward_network() on a fixed [1, 3, H, W] tensor (no pre- or
+//               post-processing; FCOS, FCOS_PSS, RetinaNet). --breakdown (FCOS) adds backbone /
+//               neck / head medians and the head's median with setdet::group_norm_inference in
+//               its towers.
 //   e2e:        what `setdet infer` does per image: decode FILE, the test-time pipeline of
 //               data.test (else data.val), collate, predict (decode + NMS). When fused, the
 //               detections are also compared with the unfused model's (count, labels, max

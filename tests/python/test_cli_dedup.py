@@ -6,21 +6,13 @@ import json
 import math
 import os
 import random
-import subprocess
-import tempfile
 import unittest
 from collections import defaultdict
 
 import torch
 import torchvision
 
-SETDET_BIN = os.environ.get("SETDET_BIN", "setdet")
-
-
-def write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f)
-    return path
+from cli_testing import CliTestCase, write_json
 
 
 def clustered_detections(seed, num_images=25, num_categories=4):
@@ -63,23 +55,7 @@ def iou_xywh(a, b):
     return inter / (a[2] * a[3] + b[2] * b[3] - inter)
 
 
-class DedupCliTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.dir = self.tmp.name
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def run_cli(self, *args, ok=True):
-        proc = subprocess.run([SETDET_BIN, *args], capture_output=True, text=True)
-        if ok:
-            self.assertEqual(proc.returncode, 0, f"setdet {' '.join(args)} failed:\n{proc.stderr}")
-        return proc
-
+class DedupCliTest(CliTestCase):
     def dedup(self, dets, *args, name="dt.json"):
         dt = write_json(self.path(name), dets)
         out = self.path("out.json")

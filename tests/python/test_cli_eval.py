@@ -6,12 +6,10 @@ import os
 import random
 import re
 import struct
-import subprocess
-import tempfile
 import unittest
 import zlib
 
-SETDET_BIN = os.environ.get("SETDET_BIN", "setdet")
+from cli_testing import CliTestCase, write_json
 
 # pycocotools' summarize() line format (cocoeval.py, _summarize: iStr)
 SUMMARY_FORMAT = " {:<18} {} @[ IoU={:<9} | area={:>6s} | maxDets={:>3d} ] = {:0.3f}"
@@ -30,12 +28,6 @@ def summary_layout(iou="0.50:0.95", max_dets=(1, 10, 100)):
         (*ar, iou, "all", max_dets[0]), (*ar, iou, "all", max_dets[1]), (*ar, iou, "all", m),
         (*ar, iou, "small", m), (*ar, iou, "medium", m), (*ar, iou, "large", m),
     ]
-
-
-def write_json(path, obj):
-    with open(path, "w") as f:
-        json.dump(obj, f)
-    return path
 
 
 def make_gt(images, annotations, categories):
@@ -88,23 +80,7 @@ def png_size(data):
     return struct.unpack(">II", data[16:24])
 
 
-class EvalCliTest(unittest.TestCase):
-    def setUp(self):
-        self.tmp = tempfile.TemporaryDirectory()
-        self.dir = self.tmp.name
-
-    def tearDown(self):
-        self.tmp.cleanup()
-
-    def path(self, name):
-        return os.path.join(self.dir, name)
-
-    def run_cli(self, *args, ok=True):
-        proc = subprocess.run([SETDET_BIN, *args], capture_output=True, text=True)
-        if ok:
-            self.assertEqual(proc.returncode, 0, f"setdet {' '.join(args)} failed:\n{proc.stderr}")
-        return proc
-
+class EvalCliTest(CliTestCase):
     def evaluate(self, gt, dets, *extra):
         gt_path = write_json(self.path("gt.json"), gt)
         dt_path = write_json(self.path("dt.json"), dets)
