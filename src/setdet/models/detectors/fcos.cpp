@@ -49,31 +49,20 @@ FCOSDetector::FCOSDetector(int64_t num_classes, std::shared_ptr<Backbone> backbo
                            std::shared_ptr<Neck> neck, std::shared_ptr<FCOSHeadImpl> head,
                            std::shared_ptr<PointAssigner> assigner, FCOSLossConfig loss,
                            FCOSTestConfig test_cfg, bool channels_last)
-    : num_classes_(num_classes),
-      backbone_(std::move(backbone)),
-      neck_(std::move(neck)),
+    : SingleStageDetector("FCOS", num_classes, std::move(backbone), std::move(neck), head,
+                          channels_last),
       head_(std::move(head)),
       assigner_(std::move(assigner)),
       loss_(std::move(loss)),
-      test_cfg_(test_cfg),
-      channels_last_(channels_last) {
-  TORCH_CHECK(num_classes_ > 0, "FCOS: num_classes must be positive, got ", num_classes_);
-  TORCH_CHECK(backbone_ && neck_ && head_ && assigner_,
-              "FCOS: backbone, neck, head and assigner are required");
+      test_cfg_(test_cfg) {
+  TORCH_CHECK(assigner_, "FCOS: an assigner is required");
   TORCH_CHECK(loss_.cls && loss_.bbox && loss_.centerness, "FCOS: the three losses are required");
   TORCH_CHECK(head_->options().num_classes() == num_classes_, "FCOS: head has ",
               head_->options().num_classes(), " classes, detector ", num_classes_);
-  auto container = register_module("backbone", std::make_shared<torch::nn::Module>());
-  container->register_module("body", backbone_);
-  container->register_module("fpn", neck_);
-  register_module("head", head_);
 }
 
 DenseHeadOutputs FCOSDetector::forward(const at::Tensor& images) {
-  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, "FCOS: images must be [B, 3, H, W], got ",
-              images.sizes());
-  const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-  return to_float32(head_->forward(neck_->forward(backbone_->forward(x))));
+  return to_float32(head_->forward(extract_features(images)));
 }
 
 const PointSet& FCOSDetector::points_for(const std::vector<at::Tensor>& level_maps) {

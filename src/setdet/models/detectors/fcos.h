@@ -12,10 +12,8 @@
 
 #include "setdet/assign/fcos_assigner.h"
 #include "setdet/losses/loss.h"
-#include "setdet/models/backbones/backbone.h"
 #include "setdet/models/dense_heads/fcos_head.h"
-#include "setdet/models/detector.h"
-#include "setdet/models/necks/fpn.h"
+#include "setdet/models/detectors/single_stage.h"
 
 namespace setdet {
 
@@ -44,7 +42,7 @@ at::Tensor flatten_levels(const std::vector<at::Tensor>& maps, int64_t k);
 // horizontal flip (about input width), divide by the resize scale, clip to the original size.
 at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta);
 
-class FCOSDetector : public Detector {
+class FCOSDetector : public SingleStageDetector {
  public:
   FCOSDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone, std::shared_ptr<Neck> neck,
                std::shared_ptr<FCOSHeadImpl> head, std::shared_ptr<PointAssigner> assigner,
@@ -53,7 +51,6 @@ class FCOSDetector : public Detector {
   // "loss_cls", "loss_bbox", "loss_centerness" plus "num_pos" (not a loss: no "loss" prefix).
   std::map<std::string, at::Tensor> losses(const Batch& batch) override;
   std::vector<Detections> predict(const Batch& batch) override;
-  int64_t num_classes() const override { return num_classes_; }
 
   // Raw head outputs for an image batch: per level cls_logits, bbox_distances, centerness.
   DenseHeadOutputs forward(const at::Tensor& images);
@@ -61,8 +58,6 @@ class FCOSDetector : public Detector {
     return flatten_outputs(forward(images));
   }
 
-  Backbone& backbone() { return *backbone_; }
-  Neck& neck() { return *neck_; }
   FCOSHeadImpl& head() { return *head_; }
   const FCOSTestConfig& test_cfg() const { return test_cfg_; }
 
@@ -72,14 +67,10 @@ class FCOSDetector : public Detector {
   std::map<std::string, at::Tensor> one_to_many_losses(const DenseHeadOutputs& out,
                                                        const PointTargets& t);
 
-  int64_t num_classes_;
-  std::shared_ptr<Backbone> backbone_;
-  std::shared_ptr<Neck> neck_;
   std::shared_ptr<FCOSHeadImpl> head_;
   std::shared_ptr<PointAssigner> assigner_;
   FCOSLossConfig loss_;
   FCOSTestConfig test_cfg_;
-  bool channels_last_;
   std::vector<std::array<int64_t, 2>> cached_sizes_;
   PointSet cached_points_;
 };

@@ -58,19 +58,15 @@ RetinaNetDetector::RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbo
                                      std::shared_ptr<AnchorAssigner> assigner,
                                      DeltaXYWHBoxCoder coder, RetinaNetLossConfig loss,
                                      RetinaNetTestConfig test_cfg, bool channels_last)
-    : num_classes_(num_classes),
-      backbone_(std::move(backbone)),
-      neck_(std::move(neck)),
+    : SingleStageDetector("RetinaNet", num_classes, std::move(backbone), std::move(neck), head,
+                          channels_last),
       head_(std::move(head)),
       anchors_(std::move(anchors)),
       assigner_(std::move(assigner)),
       coder_(coder),
       loss_(std::move(loss)),
-      test_cfg_(test_cfg),
-      channels_last_(channels_last) {
-  TORCH_CHECK(num_classes_ > 0, "RetinaNet: num_classes must be positive, got ", num_classes_);
-  TORCH_CHECK(backbone_ && neck_ && head_ && assigner_,
-              "RetinaNet: backbone, neck, head and assigner are required");
+      test_cfg_(test_cfg) {
+  TORCH_CHECK(assigner_, "RetinaNet: an assigner is required");
   TORCH_CHECK(loss_.cls && loss_.bbox, "RetinaNet: both losses are required");
   TORCH_CHECK(head_->options().num_classes() == num_classes_, "RetinaNet: head has ",
               head_->options().num_classes(), " classes, detector ", num_classes_);
@@ -80,17 +76,10 @@ RetinaNetDetector::RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbo
   TORCH_CHECK(static_cast<int64_t>(head_->strides().size()) == anchors_.num_levels(),
               "RetinaNet: the neck gives ", head_->strides().size(),
               " levels, the anchor generator has sizes for ", anchors_.num_levels());
-  auto container = register_module("backbone", std::make_shared<torch::nn::Module>());
-  container->register_module("body", backbone_);
-  container->register_module("fpn", neck_);
-  register_module("head", head_);
 }
 
 DenseHeadOutputs RetinaNetDetector::forward(const at::Tensor& images) {
-  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
-              "RetinaNet: images must be [B, 3, H, W], got ", images.sizes());
-  const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-  return to_float32(head_->forward(neck_->forward(backbone_->forward(x))));
+  return to_float32(head_->forward(extract_features(images)));
 }
 
 std::vector<at::Tensor> RetinaNetDetector::anchors_for(

@@ -13,10 +13,8 @@
 
 #include "setdet/assign/max_iou_assigner.h"
 #include "setdet/losses/loss.h"
-#include "setdet/models/backbones/backbone.h"
 #include "setdet/models/dense_heads/retina_head.h"
-#include "setdet/models/detector.h"
-#include "setdet/models/necks/fpn.h"
+#include "setdet/models/detectors/single_stage.h"
 #include "setdet/structures/anchors.h"
 #include "setdet/structures/box_coder.h"
 
@@ -41,7 +39,7 @@ struct RetinaNetLossConfig {
   bool per_image_normalization = true;
 };
 
-class RetinaNetDetector : public Detector {
+class RetinaNetDetector : public SingleStageDetector {
  public:
   RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
                     std::shared_ptr<Neck> neck, std::shared_ptr<RetinaHeadImpl> head,
@@ -52,7 +50,6 @@ class RetinaNetDetector : public Detector {
   // "loss_cls", "loss_bbox" plus "num_pos" (not a loss: no "loss" prefix).
   std::map<std::string, at::Tensor> losses(const Batch& batch) override;
   std::vector<Detections> predict(const Batch& batch) override;
-  int64_t num_classes() const override { return num_classes_; }
 
   // Raw head outputs for an image batch: per level "cls_logits" and "bbox_deltas".
   DenseHeadOutputs forward(const at::Tensor& images);
@@ -67,16 +64,12 @@ class RetinaNetDetector : public Detector {
   const RetinaNetTestConfig& test_cfg() const { return test_cfg_; }
 
  private:
-  int64_t num_classes_;
-  std::shared_ptr<Backbone> backbone_;
-  std::shared_ptr<Neck> neck_;
   std::shared_ptr<RetinaHeadImpl> head_;
   AnchorGenerator anchors_;
   std::shared_ptr<AnchorAssigner> assigner_;
   DeltaXYWHBoxCoder coder_;
   RetinaNetLossConfig loss_;
   RetinaNetTestConfig test_cfg_;
-  bool channels_last_;
 };
 
 // Config keys (model node): type, num_classes, backbone, neck, head (RetinaHead), anchor_generator
