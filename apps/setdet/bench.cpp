@@ -222,8 +222,7 @@ int run_bench(const BenchOptions& o) {
     auto* fcos = dynamic_cast<FCOSDetector*>(model.get());  // --breakdown: FCOS's stages
     std::string extra;
     if (o.breakdown && fcos) {
-      const bool cl = cfg["model"].get<bool>("channels_last", true);
-      const at::Tensor x = cl ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+      const at::Tensor x = fcos->input_layout(images);
       std::vector<double> tb, tn, th;
       for (int i = 0; i < o.warmup + o.repeats; ++i) {
         auto t0 = std::chrono::steady_clock::now();

@@ -19,13 +19,13 @@
 #include "command.h"
 #include "setdet/config/config.h"
 #include "setdet/core/io/atomic_file.h"
+#include "setdet/core/io/json_text.h"
 #include "setdet/engine/checkpoint.h"
 #include "setdet/engine/runner.h"
 #include "setdet/io/pth.h"
 #include "setdet/io/state_dict.h"
 #include "setdet/models/detector.h"
 #include "setdet/ops/tensor_args.h"
-#include "setdet/core/io/json_text.h"
 
 namespace setdet::cli {
 namespace {

@@ -16,8 +16,8 @@
 #include "setdet/core/eval/coco_eval.h"
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/coco.h"
-#include "setdet/core/parallel.h"
 #include "setdet/core/io/json_text.h"
+#include "setdet/core/parallel.h"
 
 namespace setdet::cli {
 namespace {

@@ -21,6 +21,7 @@
 #include "command.h"
 #include "setdet/config/config.h"
 #include "setdet/core/io/atomic_file.h"
+#include "setdet/core/io/json_text.h"
 #include "setdet/data/dataset.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
@@ -29,7 +30,6 @@
 #include "setdet/io/state_dict.h"
 #include "setdet/layers/fused_conv_norm.h"
 #include "setdet/models/detector.h"
-#include "setdet/core/io/json_text.h"
 
 namespace setdet::cli {
 namespace {

@@ -24,11 +24,14 @@ SingleStageDetector::SingleStageDetector(const std::string& name, int64_t num_cl
   register_module("head", std::move(head));
 }
 
-std::vector<at::Tensor> SingleStageDetector::extract_features(const at::Tensor& images) {
+at::Tensor SingleStageDetector::input_layout(const at::Tensor& images) const {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3, name_,
               ": images must be [B, 3, H, W], got ", images.sizes());
-  const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
-  return neck_->forward(backbone_->forward(x));
+  return channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+}
+
+std::vector<at::Tensor> SingleStageDetector::extract_features(const at::Tensor& images) {
+  return neck_->forward(backbone_->forward(input_layout(images)));
 }
 
 }  // namespace setdet

@@ -19,6 +19,8 @@ class SingleStageDetector : public Detector {
   int64_t num_classes() const override { return num_classes_; }
   Backbone& backbone() { return *backbone_; }
   Neck& neck() { return *neck_; }
+  // A [B, 3, H, W] batch in the layout the backbone runs in (channels-last when configured).
+  at::Tensor input_layout(const at::Tensor& images) const;
 
  protected:
   // `name` (e.g. "FCOS") prefixes the errors; `head` is registered as "head". Throws when
@@ -27,7 +29,7 @@ class SingleStageDetector : public Detector {
                       std::shared_ptr<Backbone> backbone, std::shared_ptr<Neck> neck,
                       std::shared_ptr<torch::nn::Module> head, bool channels_last);
 
-  // Backbone + neck on a [B, 3, H, W] batch (channels-last first when configured): the pyramid.
+  // Backbone + neck on input_layout(images): the pyramid.
   std::vector<at::Tensor> extract_features(const at::Tensor& images);
 
   std::string name_;
