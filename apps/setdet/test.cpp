@@ -1,11 +1,16 @@
-// `setdet test CONFIG CKPT [--out dets.json] [--split val|test] [--json metrics.json]
+// `setdet test CONFIG CKPT [--out dets.json] [--split val|test] [--json metrics.json] [--dedup X ...]
 // [--set key=value ...]`: runs the detector of CONFIG with the weights of CKPT over the chosen
 // split (data.test, else data.val), writes the COCO results file and prints the pycocotools
 // summary. For a detector with several output modes (FCOS_PSS) every mode is evaluated from the
-// same weights and reported side by side ("AP_without_nms", "AP_with_nms", ... in --json).
+// same weights and reported side by side ("AP_without_nms", "AP_with_nms", ... in --json);
+// `--dedup nms --dedup soft_nms ...` does the same for duplicate-removal choices ("AP_nms",
+// "AP_soft_nms", ...).
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -21,6 +26,7 @@
 #include "setdet/engine/loader_source.h"
 #include "setdet/engine/runner.h"
 #include "setdet/io/state_dict.h"
+#include "setdet/models/dedup/duplicate_removal.h"
 #include "setdet/models/detector.h"
 
 namespace setdet::cli {
@@ -33,7 +39,23 @@ struct TestOptions {
   std::string split;
   std::string json;
   std::vector<std::string> overrides;
+  std::vector<std::string> dedup;
 };
+
+// "soft_nms:method=gaussian" -> "soft_nms_method_gaussian" (a metric-name suffix).
+std::string metric_tag(const std::string& spec) {
+  std::string tag;
+  for (char ch : spec) {
+    const bool word = std::isalnum(static_cast<unsigned char>(ch)) || ch == '.';
+    if (word) {
+      tag += ch;
+    } else if (!tag.empty() && tag.back() != '_') {
+      tag += '_';
+    }
+  }
+  while (!tag.empty() && tag.back() == '_') tag.pop_back();
+  return tag;
+}
 
 int run_test(const TestOptions& o) {
   Config cfg = Config::load(o.config);
@@ -70,37 +92,68 @@ int run_test(const TestOptions& o) {
                                    : 0.0,
       result.eval_seconds, loaded.describe());
 
-  // Detectors with several output modes (FCOS_PSS: "nms_free", "nms"): the configured mode was
-  // evaluated above (the unsuffixed stats, --out); every other mode is evaluated here from the
-  // same weights, then all are shown side by side and written as "<stat>_<metric_tag>".
-  struct ModeResult {
-    Detector::OutputMode mode;
+  // Variants of the same weights evaluated side by side: each --dedup choice (on the configured
+  // output mode), else every output mode of a detector with several (FCOS_PSS: "nms_free",
+  // "nms"). The configured state was evaluated above (the unsuffixed stats, --out); the variants
+  // are shown in a table and written as "<stat>_<tag>".
+  struct Variant {
+    std::string name;
+    std::string tag;
+    std::function<void()> apply;
+  };
+  std::vector<Variant> variants;
+  std::function<void()> restore = [] {};
+  if (!o.dedup.empty()) {
+    DuplicateRemovalConfig* live = model->duplicate_removal();
+    SETDET_CHECK(live != nullptr, "--dedup: this detector",
+                 configured_mode.empty() ? "" : " in output mode " + configured_mode,
+                 " has no duplicate-removal step to replace");
+    const DuplicateRemovalConfig configured = *live;
+    for (const auto& spec : o.dedup) {
+      const auto choice = parse_duplicate_removal(spec, "--dedup", configured);
+      variants.push_back({choice.describe(), metric_tag(spec), [live, choice] { *live = choice; }});
+    }
+    restore = [live, configured] { *live = configured; };
+  } else {
+    for (const auto& mode : model->output_modes()) {
+      variants.push_back(
+          {mode.name, mode.metric_tag, [&model, mode] { model->set_output_mode(mode.name); }});
+    }
+    restore = [&model, configured_mode] {
+      if (!configured_mode.empty()) model->set_output_mode(configured_mode);
+    };
+  }
+  struct VariantResult {
+    const Variant* variant;
     std::map<std::string, double> stats;
     size_t detections = 0;
     double inference_seconds = 0.0;
   };
-  std::vector<ModeResult> modes;
-  for (const auto& mode : model->output_modes()) {
-    if (mode.name == configured_mode) {
-      modes.push_back(
-          {mode, coco_stats_map(result.coco), result.detections.size(), result.inference_seconds});
+  std::vector<VariantResult> results;
+  for (const auto& v : variants) {
+    if (o.dedup.empty() && v.name == configured_mode) {
+      results.push_back(
+          {&v, coco_stats_map(result.coco), result.detections.size(), result.inference_seconds});
       continue;
     }
-    model->set_output_mode(mode.name);
+    v.apply();
     const auto r = evaluate_detector(*model, data);
-    std::cout << "== output mode " << mode.name << "\n" << format_coco_summary(r.coco);
+    std::cout << "== " << v.name << "\n" << format_coco_summary(r.coco);
     std::cout << fmt::format("{} detections, inference {:.2f} s\n", r.detections.size(),
                              r.inference_seconds);
-    modes.push_back({mode, coco_stats_map(r.coco), r.detections.size(), r.inference_seconds});
+    results.push_back({&v, coco_stats_map(r.coco), r.detections.size(), r.inference_seconds});
   }
-  if (!modes.empty()) {
-    model->set_output_mode(configured_mode);
-    std::cout << fmt::format("{:<10} {:<13} {:>6} {:>6} {:>6} {:>6} {:>10} {:>11}\n", "mode",
-                             "metrics", "AP", "AP50", "AP75", "AR100", "detections", "inference_s");
-    for (const auto& m : modes) {
+  restore();
+  if (!results.empty()) {
+    size_t width = 10;
+    for (const auto& v : variants) width = std::max(width, v.name.size());
+    std::cout << fmt::format("{:<{}} {:<16} {:>6} {:>6} {:>6} {:>6} {:>10} {:>11}\n", "variant",
+                             width, "metrics", "AP", "AP50", "AP75", "AR100", "detections",
+                             "inference_s");
+    for (const auto& m : results) {
       std::cout << fmt::format(
-          "{:<10} {:<13} {:>6.3f} {:>6.3f} {:>6.3f} {:>6.3f} {:>10} {:>11.2f}\n", m.mode.name,
-          "*_" + m.mode.metric_tag, m.stats.at("AP"), m.stats.at("AP50"), m.stats.at("AP75"),
+          "{:<{}} {:<16} {:>6.3f} {:>6.3f} {:>6.3f} {:>6.3f} {:>10} {:>11.2f}\n", m.variant->name,
+          width, "*_" + m.variant->tag, m.stats.at("AP"), m.stats.at("AP50"), m.stats.at("AP75"),
           m.stats.at("AR100"), m.detections, m.inference_seconds);
     }
   }
@@ -110,13 +163,13 @@ int run_test(const TestOptions& o) {
     for (const auto& [name, value] : coco_stats_map(result.coco)) {
       os << "\"" << name << "\": " << json_number(value) << ", ";
     }
-    if (!modes.empty()) os << "\"output_mode\": \"" << configured_mode << "\", ";
-    for (const auto& m : modes) {
+    if (!configured_mode.empty()) os << "\"output_mode\": \"" << configured_mode << "\", ";
+    for (const auto& m : results) {
       for (const auto& [name, value] : m.stats) {
-        os << "\"" << name << "_" << m.mode.metric_tag << "\": " << json_number(value) << ", ";
+        os << "\"" << name << "_" << m.variant->tag << "\": " << json_number(value) << ", ";
       }
-      os << "\"inference_seconds_" << m.mode.metric_tag
-         << "\": " << json_number(m.inference_seconds) << ", ";
+      os << "\"inference_seconds_" << m.variant->tag << "\": " << json_number(m.inference_seconds)
+         << ", ";
     }
     os << "\"images\": " << result.images
        << ", \"inference_seconds\": " << json_number(result.inference_seconds)
@@ -143,6 +196,11 @@ const RegisterCommand kTest{
           ->check(CLI::IsMember({"train", "val", "test"}));
       app.add_option("--json", o->json, "write the 12 COCO stats and timing as JSON");
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
+          ->allow_extra_args(false);
+      app.add_option("--dedup", o->dedup,
+                     "also evaluate with this duplicate removal, side by side (repeatable): nms, "
+                     "soft_nms, matrix_nms, learned, none, with options as "
+                     "soft_nms:method=gaussian,sigma=0.5 (unset options: the config's)")
           ->allow_extra_args(false);
       return [o] { return run_test(*o); };
     }};

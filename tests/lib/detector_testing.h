@@ -13,7 +13,7 @@
 #include <vector>
 
 #include "setdet/config/config.h"
-#include "setdet/data/batch.h"
+#include "setdet/structures/batch.h"
 #include "setdet/engine/autocast.h"
 #include "setdet/models/detector.h"
 #include "testing.h"

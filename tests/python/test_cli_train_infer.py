@@ -61,6 +61,33 @@ class TrainInferCliTest(unittest.TestCase):
             dets = json.load(f)
         self.assertTrue(all({"image_id", "category_id", "bbox", "score"} <= d.keys() for d in dets))
 
+    def test_test_evaluates_duplicate_removal_choices_side_by_side(self):
+        stats = os.path.join(self.tmp, "dedup.json")
+        r = run("test", DEMO_CONFIG, self.ckpt, "--json", stats, "--dedup", "nms",
+                "--dedup", "soft_nms:method=gaussian,sigma=0.5", "--dedup", "none",
+                "--set", "model.test_cfg.score_thr=0.0", *self.overrides)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("soft_nms(gaussian, sigma 0.5", r.stdout)
+        with open(stats) as f:
+            m = json.load(f)
+        for tag in ("nms", "soft_nms_method_gaussian_sigma_0.5", "none"):
+            self.assertGreaterEqual(m["AP_" + tag], 0.0)
+        # The configured test_cfg.nms is NMS 0.6: the "nms" variant reproduces it exactly.
+        self.assertEqual(m["AP_nms"], m["AP"])
+        # Without duplicate removal every candidate up to max_per_img (100) survives: score_thr 0
+        # leaves thousands per image, so each of the 4 val images gets exactly 100.
+        rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()
+                if line.startswith("none ")}
+        self.assertEqual(int(rows["none"][6]), 400)
+
+        bad = run("test", DEMO_CONFIG, self.ckpt, "--dedup", "fancy_nms", *self.overrides)
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("--dedup 'fancy_nms'", bad.stderr)
+        self.assertIn("unknown duplicate removal 'fancy_nms'", bad.stderr)
+        learned = run("test", DEMO_CONFIG, self.ckpt, "--dedup", "learned", *self.overrides)
+        self.assertNotEqual(learned.returncode, 0)
+        self.assertIn("learned", learned.stderr)
+
     def test_infer_draws_pngs_and_writes_json(self):
         images = [os.path.join(self.data, "val", f"00000{i}.jpg") for i in range(2)]
         out_dir = os.path.join(self.tmp, "vis")

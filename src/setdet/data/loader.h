@@ -22,7 +22,7 @@
 #include <vector>
 
 #include "setdet/config/config.h"
-#include "setdet/data/batch.h"
+#include "setdet/structures/batch.h"
 #include "setdet/data/dataset.h"
 #include "setdet/data/image_io.h"
 

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "setdet/config/registry.h"
-#include "setdet/data/batch.h"
+#include "setdet/structures/batch.h"
 #include "setdet/data/random.h"
 
 namespace setdet {

@@ -7,7 +7,7 @@
 #include <optional>
 #include <vector>
 
-#include "setdet/data/batch.h"
+#include "setdet/structures/batch.h"
 
 namespace setdet {
 

@@ -10,7 +10,8 @@
 #include <vector>
 
 #include "setdet/config/registry.h"
-#include "setdet/data/batch.h"
+#include "setdet/models/dedup/duplicate_removal.h"
+#include "setdet/structures/batch.h"
 
 namespace setdet {
 
@@ -50,6 +51,10 @@ class Detector : public torch::nn::Module {
                  "' (this detector has a single output)");
   }
   virtual std::string output_mode() const { return {}; }
+
+  // The duplicate removal predict() applies (test_cfg.nms), live: `setdet test --dedup` changes it
+  // between evaluations of one checkpoint. nullptr: the current output has none (NMS-free).
+  virtual DuplicateRemovalConfig* duplicate_removal() { return nullptr; }
 };
 
 SETDET_DEFINE_REGISTRY(DetectorRegistry, std::shared_ptr<Detector>, "detector")

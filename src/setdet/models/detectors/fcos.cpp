@@ -5,7 +5,6 @@
 
 #include <algorithm>
 
-#include "setdet/core/dedup/nms.h"
 #include "setdet/structures/anchors.h"
 
 namespace setdet {
@@ -25,25 +24,6 @@ at::Tensor distances_to_boxes(const at::Tensor& d) {
 }
 
 }  // namespace
-
-at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta) {
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4,
-              "boxes_to_original: boxes must be [K, 4], got ", boxes.sizes());
-  TORCH_CHECK(meta.scale_x > 0 && meta.scale_y > 0, "boxes_to_original: image ", meta.image_id,
-              " has non-positive scale (", meta.scale_x, ", ", meta.scale_y, ")");
-  auto c = boxes.to(at::kFloat).unbind(1);
-  if (meta.flipped) {
-    const double w = static_cast<double>(meta.input_hw[1]);
-    const at::Tensor x1 = w - c[2];
-    c[2] = w - c[0];
-    c[0] = x1;
-  }
-  const double ow = static_cast<double>(meta.original_hw[1]);
-  const double oh = static_cast<double>(meta.original_hw[0]);
-  return at::stack({(c[0] / meta.scale_x).clamp(0, ow), (c[1] / meta.scale_y).clamp(0, oh),
-                    (c[2] / meta.scale_x).clamp(0, ow), (c[3] / meta.scale_y).clamp(0, oh)},
-                   1);
-}
 
 FCOSDetector::FCOSDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
                            std::shared_ptr<Neck> neck, std::shared_ptr<FCOSHeadImpl> head,
@@ -146,7 +126,7 @@ std::vector<Detections> FCOSDetector::predict(const Batch& batch) {
                                        head_->options().center_offset());
   }
 
-  // Per level [B, HW, C] scores and [B, HW, 4] distances, on CPU for the NMS.
+  // Per level [B, HW, C] scores and [B, HW, 4] distances, on CPU for the duplicate removal.
   std::vector<at::Tensor> scores, dists, points;
   int64_t start = 0;
   for (size_t l = 0; l < cls_l.size(); ++l) {
@@ -162,51 +142,19 @@ std::vector<Detections> FCOSDetector::predict(const Batch& batch) {
 
   std::vector<Detections> results;
   for (int64_t i = 0; i < num_images; ++i) {
-    const ImageMeta& meta = batch.metas[i];
     std::vector<at::Tensor> boxes_v, scores_v, labels_v;
     for (size_t l = 0; l < scores.size(); ++l) {
-      const at::Tensor s = scores[l][i].reshape(-1);
-      at::Tensor idx = (s > test_cfg_.score_thr).nonzero().squeeze(1);
-      at::Tensor kept = s.index_select(0, idx);
-      if (test_cfg_.pre_nms_top_k > 0 && kept.numel() > test_cfg_.pre_nms_top_k) {
-        const auto top = kept.topk(test_cfg_.pre_nms_top_k);
-        kept = std::get<0>(top);
-        idx = idx.index_select(0, std::get<1>(top));
-      }
-      const at::Tensor point_idx = idx.div(c, "floor");
-      const at::Tensor d = dists[l][i].index_select(0, point_idx);
-      const at::Tensor p = points[l].index_select(0, point_idx);
+      const Candidates cand =
+          select_candidates(scores[l][i], test_cfg_.score_thr, test_cfg_.pre_nms_top_k);
+      const at::Tensor d = dists[l][i].index_select(0, cand.locations);
+      const at::Tensor p = points[l].index_select(0, cand.locations);
       boxes_v.push_back(at::cat({p - d.narrow(1, 0, 2), p + d.narrow(1, 2, 2)}, 1));
-      scores_v.push_back(kept);
-      labels_v.push_back(idx.remainder(c));
+      scores_v.push_back(cand.scores);
+      labels_v.push_back(cand.labels);
     }
-    at::Tensor boxes = at::cat(boxes_v, 0);
-    const at::Tensor score = at::cat(scores_v, 0).contiguous();
-    const at::Tensor labels = at::cat(labels_v, 0).contiguous();
-    const double h =
-        static_cast<double>(meta.input_hw[0] > 0 ? meta.input_hw[0] : batch.images.size(2));
-    const double w =
-        static_cast<double>(meta.input_hw[1] > 0 ? meta.input_hw[1] : batch.images.size(3));
-    boxes = at::stack({boxes.select(1, 0).clamp(0, w), boxes.select(1, 1).clamp(0, h),
-                       boxes.select(1, 2).clamp(0, w), boxes.select(1, 3).clamp(0, h)},
-                      1)
-                .contiguous();
-
-    NmsOptions nms_opts;
-    nms_opts.iou_threshold = test_cfg_.nms_thr;
-    std::vector<int64_t> keep =
-        batched_nms(boxes.data_ptr<float>(), score.data_ptr<float>(), labels.data_ptr<int64_t>(),
-                    static_cast<size_t>(boxes.size(0)), nms_opts);
-    if (test_cfg_.max_per_img > 0 && static_cast<int64_t>(keep.size()) > test_cfg_.max_per_img) {
-      keep.resize(test_cfg_.max_per_img);
-    }
-    const at::Tensor keep_t =
-        at::from_blob(keep.data(), {static_cast<int64_t>(keep.size())}, at::kLong).clone();
-    Detections det;
-    det.boxes = boxes_to_original(boxes.index_select(0, keep_t), meta);
-    det.scores = score.index_select(0, keep_t);
-    det.labels = labels.index_select(0, keep_t);
-    results.push_back(std::move(det));
+    results.push_back(finalize_detections(at::cat(boxes_v, 0), at::cat(scores_v, 0),
+                                          at::cat(labels_v, 0), batch.metas[i], padded_size(batch),
+                                          test_cfg_));
   }
   return results;
 }
@@ -269,15 +217,9 @@ FCOSParts build_fcos_parts(const Config& cfg, const std::vector<std::string>& ex
   FCOSTestConfig test;
   if (cfg.has("test_cfg")) {
     const Config t = cfg["test_cfg"];
-    t.check_keys(
-        {"score_thr", "pre_nms_top_k", "nms_thr", "max_per_img", "image_over_grid_points"});
-    test.score_thr = t.get<double>("score_thr", test.score_thr);
-    test.pre_nms_top_k = t.get<int64_t>("pre_nms_top_k", test.pre_nms_top_k);
-    test.nms_thr = t.get<double>("nms_thr", test.nms_thr);
-    test.max_per_img = t.get<int64_t>("max_per_img", test.max_per_img);
+    static_cast<PostProcessConfig&>(test) =
+        PostProcessConfig::from_config(t, test, {"image_over_grid_points"});
     test.image_over_grid_points = t.get<bool>("image_over_grid_points", false);
-    SETDET_CHECK(test.nms_thr >= 0 && test.nms_thr <= 1, t.where(),
-                 ".nms_thr: expected a value in [0, 1], got ", test.nms_thr);
   }
   FCOSParts parts;
   parts.num_classes = num_classes;

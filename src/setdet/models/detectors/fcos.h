@@ -14,14 +14,14 @@
 #include "setdet/losses/loss.h"
 #include "setdet/models/dense_heads/fcos_head.h"
 #include "setdet/models/detectors/single_stage.h"
+#include "setdet/models/post_processing.h"
 
 namespace setdet {
 
-struct FCOSTestConfig {
-  double score_thr = 0.05;       // on sqrt(sigmoid(cls) * sigmoid(ctr)), per level
-  int64_t pre_nms_top_k = 1000;  // per level
-  double nms_thr = 0.6;          // class-aware (batched) NMS
-  int64_t max_per_img = 100;
+// score_thr applies to sqrt(sigmoid(cls) * sigmoid(ctr)) per level; nms defaults to class-aware
+// NMS 0.6 (torchvision's FCOS).
+struct FCOSTestConfig : PostProcessConfig {
+  FCOSTestConfig() { nms.iou_threshold = 0.6; }
   // true: points at torchvision's FCOS anchor centres (level stride = padded size // grid size
   // per axis, see image_over_grid_points in structures/anchors.h), which differ from the nominal
   // strides on P6/P7 when the input is not a multiple of 128.
@@ -37,10 +37,6 @@ struct FCOSLossConfig {
 
 // Per level [B, K, H, W] -> [B, sum(H * W), K] (level-major, then row-major y, x: PointSet order).
 at::Tensor flatten_levels(const std::vector<at::Tensor>& maps, int64_t k);
-
-// Maps [K, 4] xyxy boxes in network-input pixels back to the original image of `meta`: undo the
-// horizontal flip (about input width), divide by the resize scale, clip to the original size.
-at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta);
 
 class FCOSDetector : public SingleStageDetector {
  public:
@@ -60,6 +56,7 @@ class FCOSDetector : public SingleStageDetector {
 
   FCOSHeadImpl& head() { return *head_; }
   const FCOSTestConfig& test_cfg() const { return test_cfg_; }
+  DuplicateRemovalConfig* duplicate_removal() override { return &test_cfg_.nms; }
 
  protected:
   const PointSet& points_for(const std::vector<at::Tensor>& level_maps);
@@ -77,9 +74,9 @@ class FCOSDetector : public SingleStageDetector {
 
 // Config keys (model node): type, num_classes, backbone, neck, head, assigner, loss_cls,
 // loss_bbox, loss_centerness, centerness_weighted_bbox, test_cfg {score_thr, pre_nms_top_k,
-// nms_thr, max_per_img}, channels_last (default true: NHWC activations, about 1.5-2x faster
-// training on CPU with LibTorch 1.13's oneDNN convolutions). Registered in DetectorRegistry as
-// "FCOS".
+// nms | nms_thr, max_per_img, image_over_grid_points}, channels_last (default true: NHWC
+// activations, about 1.5-2x faster training on CPU with LibTorch 1.13's oneDNN convolutions).
+// Registered in DetectorRegistry as "FCOS".
 std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg);
 
 // The parts build_fcos reads, for detectors built on FCOS: `extra_keys` are accepted besides

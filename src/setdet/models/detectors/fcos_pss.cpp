@@ -52,6 +52,10 @@ void FCOSPSSDetector::set_output_mode(const std::string& name) {
   pss_test_cfg_.output_mode = name;
 }
 
+DuplicateRemovalConfig* FCOSPSSDetector::duplicate_removal() {
+  return pss_test_cfg_.output_mode == kNms ? FCOSDetector::duplicate_removal() : nullptr;
+}
+
 DenseHeadOutputs FCOSPSSDetector::forward_pss(const at::Tensor& images) {
   DenseHeadOutputs out = forward(images);
   out["pss"] = to_float32(pss_head_->forward(out.at("reg_features")));
@@ -140,36 +144,18 @@ std::vector<Detections> FCOSPSSDetector::decode_nms_free(const DenseHeadOutputs&
   const at::Tensor dist = flatten_levels(out.at("bbox_distances"), 4).to(at::kCPU);  // [B, P, 4]
   const at::Tensor points = ps.points.to(at::kCPU);
 
+  PostProcessConfig post;
+  post.nms.type = "none";
+  post.max_per_img = pss_test_cfg_.max_per_img;
   std::vector<Detections> results;
   for (int64_t i = 0; i < num_images; ++i) {
-    const ImageMeta& meta = batch.metas[i];
-    const at::Tensor s = score[i];
-    at::Tensor idx = (s > pss_test_cfg_.score_thr).nonzero().squeeze(1);
-    at::Tensor kept = s.index_select(0, idx);
-    const int64_t k = pss_test_cfg_.max_per_img > 0
-                          ? std::min<int64_t>(pss_test_cfg_.max_per_img, kept.numel())
-                          : kept.numel();
-    const auto top = kept.topk(k);  // sorted, descending
-    kept = std::get<0>(top).contiguous();
-    idx = idx.index_select(0, std::get<1>(top));
-    const at::Tensor point_idx = idx.div(c, "floor");
-    const at::Tensor d = dist[i].index_select(0, point_idx);
-    const at::Tensor p = points.index_select(0, point_idx);
-    at::Tensor boxes = at::cat({p - d.narrow(1, 0, 2), p + d.narrow(1, 2, 2)}, 1);
-    TORCH_CHECK((meta.input_hw[0] > 0 && meta.input_hw[1] > 0) || batch.images.defined(),
-                "FCOS_PSS::decode_nms_free: image ", i, " has no input size");
-    const double h =
-        static_cast<double>(meta.input_hw[0] > 0 ? meta.input_hw[0] : batch.images.size(2));
-    const double w =
-        static_cast<double>(meta.input_hw[1] > 0 ? meta.input_hw[1] : batch.images.size(3));
-    boxes = at::stack({boxes.select(1, 0).clamp(0, w), boxes.select(1, 1).clamp(0, h),
-                       boxes.select(1, 2).clamp(0, w), boxes.select(1, 3).clamp(0, h)},
-                      1);
-    Detections det;
-    det.boxes = boxes_to_original(boxes, meta);
-    det.scores = kept;
-    det.labels = idx.remainder(c).contiguous();
-    results.push_back(std::move(det));
+    const Candidates cand =
+        select_candidates(score[i].reshape({-1, c}), pss_test_cfg_.score_thr, post.max_per_img);
+    const at::Tensor d = dist[i].index_select(0, cand.locations);
+    const at::Tensor p = points.index_select(0, cand.locations);
+    results.push_back(
+        finalize_detections(at::cat({p - d.narrow(1, 0, 2), p + d.narrow(1, 2, 2)}, 1), cand.scores,
+                            cand.labels, batch.metas[i], padded_size(batch), post));
   }
   return results;
 }

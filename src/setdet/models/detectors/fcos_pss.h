@@ -54,6 +54,8 @@ class FCOSPSSDetector : public FCOSDetector {
   std::vector<OutputMode> output_modes() const override;
   void set_output_mode(const std::string& name) override;
   std::string output_mode() const override { return pss_test_cfg_.output_mode; }
+  // FCOS's duplicate removal in output mode "nms"; none in "nms_free".
+  DuplicateRemovalConfig* duplicate_removal() override;
 
   // FCOS's head outputs (with "reg_features") plus "pss" logits [B, 1, H, W] per level.
   DenseHeadOutputs forward_pss(const at::Tensor& images);

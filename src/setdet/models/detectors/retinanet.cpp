@@ -6,7 +6,6 @@
 #include <algorithm>
 #include <cmath>
 
-#include "setdet/core/dedup/nms.h"
 #include "setdet/models/detectors/fcos.h"
 
 namespace setdet {
@@ -169,49 +168,18 @@ std::vector<Detections> RetinaNetDetector::predict(const Batch& batch) {
 
   std::vector<Detections> results;
   for (int64_t i = 0; i < num_images; ++i) {
-    const ImageMeta& meta = batch.metas[i];
-    const double h =
-        static_cast<double>(meta.input_hw[0] > 0 ? meta.input_hw[0] : batch.images.size(2));
-    const double w =
-        static_cast<double>(meta.input_hw[1] > 0 ? meta.input_hw[1] : batch.images.size(3));
     std::vector<at::Tensor> boxes_v, scores_v, labels_v;
     for (size_t l = 0; l < scores.size(); ++l) {
-      const at::Tensor s = scores[l][i].reshape(-1);
-      at::Tensor idx = (s > test_cfg_.score_thr).nonzero().squeeze(1);
-      at::Tensor kept = s.index_select(0, idx);
-      const int64_t k = test_cfg_.pre_nms_top_k > 0
-                            ? std::min<int64_t>(test_cfg_.pre_nms_top_k, kept.numel())
-                            : kept.numel();
-      const auto top = kept.topk(k);
-      kept = std::get<0>(top);
-      idx = idx.index_select(0, std::get<1>(top));
-      const at::Tensor anchor_idx = idx.div(c, "floor");
-      const at::Tensor b = coder_.decode(deltas[l][i].index_select(0, anchor_idx),
-                                         anchors[l].index_select(0, anchor_idx));
-      boxes_v.push_back(at::stack({b.select(1, 0).clamp(0, w), b.select(1, 1).clamp(0, h),
-                                   b.select(1, 2).clamp(0, w), b.select(1, 3).clamp(0, h)},
-                                  1));
-      scores_v.push_back(kept);
-      labels_v.push_back(idx.remainder(c));
+      const Candidates cand =
+          select_candidates(scores[l][i], test_cfg_.score_thr, test_cfg_.pre_nms_top_k);
+      boxes_v.push_back(coder_.decode(deltas[l][i].index_select(0, cand.locations),
+                                      anchors[l].index_select(0, cand.locations)));
+      scores_v.push_back(cand.scores);
+      labels_v.push_back(cand.labels);
     }
-    const at::Tensor boxes = at::cat(boxes_v, 0).contiguous();
-    const at::Tensor score = at::cat(scores_v, 0).contiguous();
-    const at::Tensor labels = at::cat(labels_v, 0).contiguous();
-    NmsOptions nms_opts;
-    nms_opts.iou_threshold = test_cfg_.nms_thr;
-    std::vector<int64_t> keep =
-        batched_nms(boxes.data_ptr<float>(), score.data_ptr<float>(), labels.data_ptr<int64_t>(),
-                    static_cast<size_t>(boxes.size(0)), nms_opts);
-    if (test_cfg_.max_per_img > 0 && static_cast<int64_t>(keep.size()) > test_cfg_.max_per_img) {
-      keep.resize(static_cast<size_t>(test_cfg_.max_per_img));
-    }
-    const at::Tensor keep_t =
-        at::from_blob(keep.data(), {static_cast<int64_t>(keep.size())}, at::kLong).clone();
-    Detections det;
-    det.boxes = boxes_to_original(boxes.index_select(0, keep_t), meta);
-    det.scores = score.index_select(0, keep_t);
-    det.labels = labels.index_select(0, keep_t);
-    results.push_back(std::move(det));
+    results.push_back(finalize_detections(at::cat(boxes_v, 0), at::cat(scores_v, 0),
+                                          at::cat(labels_v, 0), batch.metas[i], padded_size(batch),
+                                          test_cfg_));
   }
   return results;
 }
@@ -305,14 +273,7 @@ std::shared_ptr<RetinaNetDetector> build_retinanet(const Config& cfg) {
 
   RetinaNetTestConfig test;
   if (cfg.has("test_cfg")) {
-    const Config t = cfg["test_cfg"];
-    t.check_keys({"score_thr", "pre_nms_top_k", "nms_thr", "max_per_img"});
-    test.score_thr = t.get<double>("score_thr", test.score_thr);
-    test.pre_nms_top_k = t.get<int64_t>("pre_nms_top_k", test.pre_nms_top_k);
-    test.nms_thr = t.get<double>("nms_thr", test.nms_thr);
-    test.max_per_img = t.get<int64_t>("max_per_img", test.max_per_img);
-    SETDET_CHECK(test.nms_thr >= 0 && test.nms_thr <= 1, t.where(),
-                 ".nms_thr: expected a value in [0, 1], got ", test.nms_thr);
+    static_cast<PostProcessConfig&>(test) = PostProcessConfig::from_config(cfg["test_cfg"], test);
   }
   return std::make_shared<RetinaNetDetector>(num_classes, backbone, neck, head, std::move(anchors),
                                              assigner, DeltaXYWHBoxCoder(weights, clip), loss, test,

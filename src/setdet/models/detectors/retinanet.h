@@ -15,16 +15,16 @@
 #include "setdet/losses/loss.h"
 #include "setdet/models/dense_heads/retina_head.h"
 #include "setdet/models/detectors/single_stage.h"
+#include "setdet/models/post_processing.h"
 #include "setdet/structures/anchors.h"
 #include "setdet/structures/box_coder.h"
 
 namespace setdet {
 
-struct RetinaNetTestConfig {
-  double score_thr = 0.05;       // on sigmoid(cls), per level, strict (>)
-  int64_t pre_nms_top_k = 1000;  // per level
-  double nms_thr = 0.5;          // class-aware (batched) NMS
-  int64_t max_per_img = 300;
+// score_thr applies to sigmoid(cls) per level (strict >); defaults as torchvision's RetinaNet:
+// class-aware NMS 0.5, 300 per image.
+struct RetinaNetTestConfig : PostProcessConfig {
+  RetinaNetTestConfig() { max_per_img = 300; }
 };
 
 struct RetinaNetLossConfig {
@@ -62,6 +62,7 @@ class RetinaNetDetector : public SingleStageDetector {
 
   const AnchorGenerator& anchor_generator() const { return anchors_; }
   const RetinaNetTestConfig& test_cfg() const { return test_cfg_; }
+  DuplicateRemovalConfig* duplicate_removal() override { return &test_cfg_.nms; }
 
  private:
   std::shared_ptr<RetinaHeadImpl> head_;
@@ -77,7 +78,7 @@ class RetinaNetDetector : public SingleStageDetector {
 // MaxIoUAssigner 0.5 / 0.4 with low-quality matches), box_coder {weights: [4], clip}, loss_cls
 // (default FocalLoss 0.25 / 2), loss_bbox ({type: L1Loss} default, {type: SmoothL1Loss, beta},
 // or any IoU loss of LossRegistry, e.g. GIoULoss), per_image_normalization (default true),
-// test_cfg {score_thr, pre_nms_top_k, nms_thr, max_per_img}, channels_last (default true).
+// test_cfg {score_thr, pre_nms_top_k, nms | nms_thr, max_per_img}, channels_last (default true).
 // Registered in DetectorRegistry as "RetinaNet".
 std::shared_ptr<RetinaNetDetector> build_retinanet(const Config& cfg);
 

@@ -1,5 +1,6 @@
-// What the data pipeline hands to a detector: a padded image batch plus per-image targets and
-// meta data. Boxes are xyxy in the pixels of the (resized, flipped) network input.
+// What the data pipeline hands to a detector (MMDetection's DetDataSample, batched): a padded image
+// batch plus per-image targets and meta data. Boxes are xyxy in the pixels of the (resized,
+// flipped) network input.
 #pragma once
 
 #include <ATen/ATen.h>
