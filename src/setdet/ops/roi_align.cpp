@@ -18,8 +18,9 @@
 //   the forward runs over RoIs, the backward over channel slices, both vectorised over channels.
 //   Output (and input gradient) are then channels-last too.
 // bfloat16 / float16 inputs are computed in float32 and cast back.
+#include "setdet/ops/roi_align.h"
+
 #include <ATen/Parallel.h>
-#include <ATen/core/dispatch/Dispatcher.h>
 #include <torch/csrc/autograd/autograd_not_implemented_fallback.h>
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/library.h>
@@ -530,30 +531,6 @@ at::Tensor roi_align_backward_kernel(const at::Tensor& grad, const at::Tensor& r
 }
 
 // ---- autograd ----
-
-at::Tensor call_roi_align(const at::Tensor& input, const at::Tensor& rois, double spatial_scale,
-                          int64_t pooled_height, int64_t pooled_width, int64_t sampling_ratio,
-                          bool aligned) {
-  static const auto op = c10::Dispatcher::singleton()
-                             .findSchemaOrThrow("setdet::roi_align", "")
-                             .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double,
-                                               int64_t, int64_t, int64_t, bool)>();
-  return op.call(input, rois, spatial_scale, pooled_height, pooled_width, sampling_ratio, aligned);
-}
-
-at::Tensor call_roi_align_backward(const at::Tensor& grad, const at::Tensor& rois,
-                                   double spatial_scale, int64_t pooled_height,
-                                   int64_t pooled_width, int64_t batch_size, int64_t channels,
-                                   int64_t height, int64_t width, int64_t sampling_ratio,
-                                   bool aligned) {
-  static const auto op =
-      c10::Dispatcher::singleton()
-          .findSchemaOrThrow("setdet::_roi_align_backward", "")
-          .typed<at::Tensor(const at::Tensor&, const at::Tensor&, double, int64_t, int64_t, int64_t,
-                            int64_t, int64_t, int64_t, int64_t, bool)>();
-  return op.call(grad, rois, spatial_scale, pooled_height, pooled_width, batch_size, channels,
-                 height, width, sampling_ratio, aligned);
-}
 
 // Differentiable w.r.t. input only (as torchvision); the input gradient comes back in the
 // input's memory format.
