@@ -1,7 +1,8 @@
 // Schemas of torch.ops.setdet.*. Kernels are registered in <op>.cpp under
 // CompositeExplicitAutograd (any device: computed on a contiguous CPU copy, returned on the input's
-// device) and Autograd (not differentiable: backward through an output raises). Boxes are [N, 4]
-// xyxy, float32 or float64; float outputs keep the input dtype, indices are int64.
+// device) and Autograd (not differentiable: backward through an output raises; roi_align is
+// differentiable w.r.t. its input). Boxes are [N, 4] xyxy, float32 or float64; float outputs keep
+// the input dtype, indices are int64.
 #include <torch/library.h>
 
 TORCH_LIBRARY(setdet, m) {
@@ -41,6 +42,22 @@ TORCH_LIBRARY(setdet, m) {
   // (rows ascending, cols) of a minimum-cost assignment of the [N, M] cost matrix, as
   // scipy.optimize.linear_sum_assignment.
   m.def("setdet::linear_sum_assignment(Tensor cost) -> (Tensor, Tensor)");
+
+  // RoIAlign (Mask R-CNN) as torchvision.ops.roi_align: input [N, C, H, W] (float32, float64;
+  // bfloat16 / float16 computed in float32), rois [K, 5] = (batch index, x1, y1, x2, y2) in input
+  // pixels (times spatial_scale: map cells) -> [K, C, pooled_height, pooled_width], channels-last
+  // when the input is. sampling_ratio <= 0: ceil(RoI size / pooled size) samples per bin and axis;
+  // aligned: coordinates shifted by -0.5 (pixel centres) and no minimum RoI size of 1.
+  // Parallel over channels / RoIs with LibTorch's threads (torch.set_num_threads).
+  m.def(
+      "setdet::roi_align(Tensor input, Tensor rois, float spatial_scale, int pooled_height,"
+      " int pooled_width, int sampling_ratio, bool aligned) -> Tensor");
+  // Gradient of roi_align w.r.t. its input [batch_size, channels, height, width] (not
+  // differentiable itself).
+  m.def(
+      "setdet::_roi_align_backward(Tensor grad, Tensor rois, float spatial_scale,"
+      " int pooled_height, int pooled_width, int batch_size, int channels, int height, int width,"
+      " int sampling_ratio, bool aligned) -> Tensor");
 
   // Threads of setdet's own pool (all cores by default); set_num_threads(n <= 0) restores it.
   m.def("setdet::num_threads() -> int");
