@@ -2,8 +2,11 @@
 #include <torch/torch.h>
 
 #include "setdet/config/config.h"
+#include "setdet/losses/balanced_l1_loss.h"
 #include "setdet/losses/focal_loss.h"
 #include "setdet/losses/iou_loss.h"
+#include "setdet/losses/smooth_l1_loss.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
@@ -92,10 +95,123 @@ TEST(GIoU, LossEqualsOneMinusPairwiseDiagonal) {
       torch::allclose(giou_loss(a, b), 1 - generalized_box_iou(a, b).diagonal(), 1e-5, 1e-5));
 }
 
-TEST(IoULoss, IsMinusLogIoU) {
+// Inputs of the golden values below, which tests/python/gen_loss_goldens.py computes with
+// torch 1.13 in float64 (torch.nn.functional for L1 / smooth L1; for the others the reference
+// formulas of the papers as MMDetection 2.x / 3.x defines them, written out in that script).
+at::Tensor pred_deltas() {
+  return torch::tensor({{0.1, -0.5, 1.3, 2.0}, {0.0, 0.9, -1.2, 0.05}, {3.0, -2.5, 0.4, -0.02}},
+                       torch::kDouble);
+}
+at::Tensor target_deltas() {
+  return torch::tensor({{0.0, 0.2, -0.1, 2.5}, {0.0, 1.0, 0.3, -0.05}, {0.5, 0.5, 0.45, 0.0}},
+                       torch::kDouble);
+}
+at::Tensor pred_boxes() {
+  return torch::tensor(
+      {{0.0, 0.0, 10.0, 10.0}, {5.0, 5.0, 15.0, 20.0}, {2.0, 3.0, 4.0, 9.0}, {1.0, 1.0, 7.0, 5.0}},
+      torch::kDouble);
+}
+at::Tensor target_boxes() {
+  return torch::tensor(
+      {{1.0, 1.0, 11.0, 9.0}, {20.0, 20.0, 30.0, 30.0}, {0.0, 0.0, 3.0, 3.5}, {2.0, 2.0, 4.0, 4.0}},
+      torch::kDouble);
+}
+
+// torch.nn.functional.l1_loss(reduction="none")
+TEST(L1Loss, MatchesTorch) {
+  expect_close(L1Loss().elementwise(pred_deltas(), target_deltas()),
+               {0.1, 0.7, 1.4, 0.5, 0, 0.1, 1.5, 0.1, 2.5, 3, 0.05, 0.02}, 1e-12);
+}
+
+// torch.nn.functional.smooth_l1_loss(reduction="none", beta)
+TEST(SmoothL1Loss, MatchesTorch) {
+  expect_close(SmoothL1Loss(1.0).elementwise(pred_deltas(), target_deltas()),
+               {0.005, 0.245, 0.9, 0.125, 0, 0.005, 1, 0.005, 2, 2.5, 0.00125, 0.0002}, 1e-12);
+  expect_close(SmoothL1Loss(0.11).elementwise(pred_deltas(), target_deltas()),
+               {0.045454545454545463, 0.64499999999999991, 1.3450000000000002, 0.445, 0,
+                0.045454545454545435, 1.445, 0.045454545454545463, 2.445, 2.945,
+                0.011363636363636359, 0.0018181818181818182},
+               1e-12);
+  // beta 0 is L1.
+  EXPECT_TRUE(torch::allclose(SmoothL1Loss(0.0).elementwise(pred_deltas(), target_deltas()),
+                              L1Loss().elementwise(pred_deltas(), target_deltas())));
+}
+
+// Libra R-CNN Eq. (8)-(9), MMDetection's balanced_l1_loss (alpha 0.5, gamma 1.5).
+TEST(BalancedL1Loss, MatchesTheReferenceFormula) {
+  expect_close(
+      BalancedL1Loss().elementwise(pred_deltas(), target_deltas()),
+      {0.031353085651471047, 0.65235581145180188, 1.6785935447368838, 0.40056750690532461, 0,
+       0.031353085651471005, 1.8285935447368837, 0.031353085651471047, 3.3285935447368837,
+       4.0785935447368837, 0.0093035938187072884, 0.0017035750599925792},
+      1e-12);
+  expect_close(BalancedL1Loss(0.5, 1.5, 0.5).elementwise(pred_deltas(), target_deltas()),
+               {0.069796246931227879, 0.87859354473688378, 1.9285935447368838, 0.57859354473688396,
+                0, 0.069796246931227809, 2.0785935447368837, 0.069796246931227879,
+                3.5785935447368837, 4.3285935447368837, 0.029661687034404804, 0.010533444536373874},
+               1e-12);
+  auto p = pred_deltas().requires_grad_();
+  BalancedL1Loss().elementwise(p, target_deltas()).sum().backward();
+  expect_close(
+      p.grad(),
+      {0.53382797234132429, -1.3322189588885438, 1.5, -1.1777200855068983, 0, -0.53382797234132418,
+       -1.5, 0.53382797234132429, 1.5, -1.5, -0.33501011267242703, -0.16166119848582647},
+      1e-12);
+}
+
+// MMDetection's IoULoss modes on max(aligned IoU, 1e-6) (third pair: no overlap).
+TEST(IoULoss, LinearSquareAndLogModes) {
+  expect_close(iou_loss(pred_boxes(), target_boxes(), IoULossMode::kLinear),
+               {0.33333333333333337, 0.99999899999999997, 0.97727272727272729, 0.83333333333333337},
+               1e-12);
+  expect_close(iou_loss(pred_boxes(), target_boxes(), IoULossMode::kSquare),
+               {0.55555555555555558, 0.99999999999900002, 0.99948347107438018, 0.97222222222222221},
+               1e-12);
+  expect_close(iou_loss(pred_boxes(), target_boxes(), IoULossMode::kLog),
+               {0.40546510810816444, 13.815510557964274, 3.784189633918261, 1.791759469228055},
+               1e-12);
   const auto a = torch::tensor({{0.f, 0.f, 10.f, 10.f}});
   const auto b = torch::tensor({{0.f, 0.f, 10.f, 5.f}});
-  expect_close(iou_log_loss(a, b), {-std::log(0.5)});
+  expect_close(IoULoss().elementwise(a, b), {-std::log(0.5)});
+}
+
+// Bounded IoU loss (Tychsen-Smith & Petersson 2018) as MMDetection's bounded_iou_loss (beta 0.2,
+// eps 1e-3): per box the x, y, w, h terms.
+TEST(BoundedIoULoss, MatchesTheReferenceFormula) {
+  expect_close(
+      bounded_iou_loss(pred_boxes(), target_boxes()),
+      {0.23338888425964496, 3.9052736205731797e-08, 2.4995000749852811e-08, 0.10007999200079984,
+       0.9, 0.9, 2.4995000749852811e-08, 0.23337777481501229, 0.9, 0.9, 0.23355548150616454,
+       0.31676387268788542, 0.9, 6.2437546843768157e-07, 0.56672221296450598, 0.40012496875781067},
+      1e-10);
+  auto p = pred_boxes().requires_grad_();
+  auto t = target_boxes().requires_grad_();
+  BoundedIoULoss().elementwise(p, t).sum().backward();
+  expect_close(
+      p.grad(),
+      {-0.13887268442186937, -0.079984002399680051, -0.13887268942036965, 0.079984002399680051,
+       2.4992501499705797e-09, -0.044438519111058443, -2.4992501499705797e-09, 0.044438519111058443,
+       0.49986115276466475, -0.097189822914866622, -0.16658336572917071, 0.097189822914866622,
+       0.19440047395545662, -0.12493752342968992, 0.30547455728673278, 0.12493752342968992},
+      1e-9);
+  EXPECT_FALSE(t.grad().defined());  // the target is detached, as MMDetection's
+  // Identical boxes: every cost is ~0 (w / (w + eps) for the sizes).
+  EXPECT_LT(bounded_iou_loss(pred_boxes(), pred_boxes()).max().item<double>(), 1e-6);
+}
+
+TEST(Losses, RowWeightsForPerCoordinateLosses) {
+  const SmoothL1Loss loss(1.0, 2.0);
+  const auto per_element = loss.elementwise(pred_deltas(), target_deltas());
+  const auto row_weight = torch::tensor({1.0, 0.0, 3.0}, torch::kDouble);
+  const double want = 2.0 * (per_element[0].sum() + 3.0 * per_element[2].sum()).item<double>() / 4;
+  EXPECT_NEAR(loss(pred_deltas(), target_deltas(), row_weight, 4.0).item<double>(), want, 1e-12);
+  EXPECT_NEAR(loss(pred_deltas(), target_deltas(), row_weight.unsqueeze(1).expand({3, 4}), 4.0)
+                  .item<double>(),
+              want, 1e-12);
+  EXPECT_NE(test_util::error_of([&] {
+              loss(pred_deltas(), target_deltas(), torch::ones({4}, torch::kDouble));
+            }).find("loss: weight of shape [4] does not fit the element-wise loss of shape [3, 4]"),
+            std::string::npos);
 }
 
 TEST(BCEWithLogitsLoss, MatchesTheFormula) {
@@ -127,10 +243,48 @@ TEST(LossRegistry, BuildsAndRejectsUnknownKeys) {
   }
 }
 
+TEST(LossRegistry, BuildsTheRegressionLosses) {
+  auto build = [](const std::string& yaml) {
+    return LossRegistry().build(Config::parse("{l: " + yaml + "}", "c.yaml")["l"]);
+  };
+  const auto p = pred_deltas(), t = target_deltas();
+  EXPECT_TRUE(torch::allclose((*build("{type: L1Loss, loss_weight: 2}"))(p, t),
+                              2 * L1Loss().elementwise(p, t).sum()));
+  auto smooth = build("{type: SmoothL1Loss, beta: 0.11}");
+  ASSERT_NE(dynamic_cast<SmoothL1Loss*>(smooth.get()), nullptr);
+  EXPECT_DOUBLE_EQ(dynamic_cast<SmoothL1Loss*>(smooth.get())->beta(), 0.11);
+  EXPECT_TRUE(torch::allclose((*build("{type: BalancedL1Loss, beta: 0.5}"))(p, t),
+                              BalancedL1Loss(0.5, 1.5, 0.5).elementwise(p, t).sum()));
+  const auto a = pred_boxes(), b = target_boxes();
+  auto* square = dynamic_cast<IoULoss*>(build("{type: IoULoss, mode: square}").get());
+  ASSERT_NE(square, nullptr);
+  EXPECT_EQ(square->mode(), IoULossMode::kSquare);
+  EXPECT_TRUE(torch::allclose((*build("{type: IoULoss, linear: true}"))(a, b),
+                              iou_loss(a, b, IoULossMode::kLinear).sum()));
+  EXPECT_TRUE(
+      torch::allclose((*build("{type: IoULoss}"))(a, b), iou_loss(a, b, IoULossMode::kLog).sum()));
+  EXPECT_TRUE(torch::allclose((*build("{type: BoundedIoULoss, beta: 0.1, loss_weight: 10}"))(a, b),
+                              10 * bounded_iou_loss(a, b, 0.1).sum()));
+  for (const auto& [yaml, message] : std::vector<std::pair<std::string, std::string>>{
+           {"{type: SmoothL1Loss, beta: -1}", "c.yaml: l.beta: expected >= 0, got -1"},
+           {"{type: BalancedL1Loss, gamma: 0}", "c.yaml: l.gamma: expected > 0, got 0"},
+           {"{type: IoULoss, mode: cubic}", "c.yaml: l.mode: expected linear, square or log"},
+           {"{type: IoULoss, linear: true, mode: log}", "linear: true contradicts mode 'log'"},
+           {"{type: BoundedIoULoss, eps: 0}", "c.yaml: l.eps: expected > 0, got 0"}}) {
+    EXPECT_NE(test_util::error_of([&, y = yaml] { build(y); }).find(message), std::string::npos)
+        << yaml;
+  }
+}
+
 TEST(Losses, ShapeMismatchIsAnError) {
   EXPECT_THROW(sigmoid_focal_loss(torch::zeros({2, 3}), torch::zeros({2, 4})), c10::Error);
   EXPECT_THROW(giou_loss(torch::zeros({2, 4}), torch::zeros({3, 4})), c10::Error);
   EXPECT_THROW(generalized_box_iou(torch::zeros({2, 3}), torch::zeros({3, 4})), c10::Error);
+  EXPECT_NE(test_util::error_of([] {
+              BalancedL1Loss().elementwise(torch::zeros({2, 4}), torch::zeros({2, 3}));
+            }).find("BalancedL1Loss: pred [2, 4] and target [2, 3] must have the same shape"),
+            std::string::npos);
+  EXPECT_THROW(bounded_iou_loss(torch::zeros({2, 4}), torch::zeros({3, 4})), c10::Error);
 }
 
 }  // namespace

@@ -6,7 +6,15 @@ at::Tensor Loss::operator()(const at::Tensor& pred, const at::Tensor& target,
                             const at::Tensor& weight, double avg_factor) const {
   TORCH_CHECK(avg_factor > 0, "loss: avg_factor must be positive, got ", avg_factor);
   at::Tensor loss = elementwise(pred, target);
-  if (weight.defined()) loss = loss * weight;
+  if (!weight.defined()) return loss.sum() * (loss_weight_ / avg_factor);
+  at::Tensor w = weight;
+  if (w.dim() + 1 == loss.dim() && w.sizes() == loss.sizes().slice(0, w.dim())) w = w.unsqueeze(-1);
+  bool fits = w.dim() == loss.dim();
+  for (int64_t d = 0; fits && d < w.dim(); ++d) fits = w.size(d) == loss.size(d) || w.size(d) == 1;
+  TORCH_CHECK(fits, "loss: weight of shape ", weight.sizes(),
+              " does not fit the element-wise loss of shape ", loss.sizes(),
+              " (expected that shape, sizes of 1, or one weight per row)");
+  loss = loss * w;
   return loss.sum() * (loss_weight_ / avg_factor);
 }
 

@@ -16,10 +16,13 @@ class Loss {
   explicit Loss(double loss_weight = 1.0) : loss_weight_(loss_weight) {}
   virtual ~Loss() = default;
 
-  // Per-element loss: the shape of pred for per-logit losses, [N] for box losses on [N, 4].
+  // Per-element loss: the shape of pred for per-logit and per-coordinate losses (focal, L1,
+  // smooth L1, balanced L1, bounded IoU), [N] for the IoU losses on [N, 4] boxes.
   virtual at::Tensor elementwise(const at::Tensor& pred, const at::Tensor& target) const = 0;
 
   // loss_weight * sum(elementwise(pred, target) * weight) / avg_factor; weight undefined = 1.
+  // weight has the loss's number of dimensions, each size equal or 1, or is one weight per row
+  // ([N] for an [N, 4] loss).
   at::Tensor operator()(const at::Tensor& pred, const at::Tensor& target,
                         const at::Tensor& weight = {}, double avg_factor = 1.0) const;
 

@@ -24,31 +24,6 @@ at::Tensor flatten_anchor_levels(const std::vector<at::Tensor>& maps, int64_t k)
   return at::cat(flat, 1);
 }
 
-// Sum of |pred - target| (torch.nn.functional.l1_loss) per row: [N, 4] -> [N].
-class L1Loss : public Loss {
- public:
-  using Loss::Loss;
-  at::Tensor elementwise(const at::Tensor& pred, const at::Tensor& target) const override {
-    TORCH_CHECK(pred.sizes() == target.sizes(), "L1Loss: pred ", pred.sizes(), " and target ",
-                target.sizes(), " must have the same shape");
-    return (pred - target).abs().sum(-1);
-  }
-};
-
-// torch.nn.functional.smooth_l1_loss(beta) summed per row: [N, 4] -> [N].
-class SmoothL1Loss : public Loss {
- public:
-  SmoothL1Loss(double beta, double loss_weight) : Loss(loss_weight), beta_(beta) {}
-  at::Tensor elementwise(const at::Tensor& pred, const at::Tensor& target) const override {
-    TORCH_CHECK(pred.sizes() == target.sizes(), "SmoothL1Loss: pred ", pred.sizes(), " and target ",
-                target.sizes(), " must have the same shape");
-    return at::smooth_l1_loss(pred, target, at::Reduction::None, beta_).sum(-1);
-  }
-
- private:
-  double beta_;
-};
-
 }  // namespace
 
 RetinaNetDetector::RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
@@ -186,26 +161,14 @@ std::vector<Detections> RetinaNetDetector::predict(const Batch& batch) {
 
 namespace {
 
+// Coordinate-wise losses regress the coder's deltas (torchvision's L1, MMDetection's
+// reg_decoded_bbox = false); the others (IoU family) compare decoded boxes with the GT boxes.
 std::shared_ptr<Loss> build_bbox_loss(const Config& parent, bool& on_deltas) {
-  if (!parent.has("loss_bbox")) {
-    on_deltas = true;
-    return std::make_shared<L1Loss>(1.0);
-  }
-  const Config cfg = parent["loss_bbox"];
+  const Config cfg = parent.has("loss_bbox")
+                         ? parent["loss_bbox"]
+                         : Config::parse("{type: L1Loss}", parent.where() + ".loss_bbox (default)");
   const auto type = cfg.get<std::string>("type");
-  if (type == "L1Loss") {
-    cfg.check_keys({"type", "loss_weight"});
-    on_deltas = true;
-    return std::make_shared<L1Loss>(cfg.get<double>("loss_weight", 1.0));
-  }
-  if (type == "SmoothL1Loss") {
-    cfg.check_keys({"type", "beta", "loss_weight"});
-    const auto beta = cfg.get<double>("beta", 1.0);
-    SETDET_CHECK(beta >= 0, cfg.where(), ".beta: expected >= 0, got ", beta);
-    on_deltas = true;
-    return std::make_shared<SmoothL1Loss>(beta, cfg.get<double>("loss_weight", 1.0));
-  }
-  on_deltas = false;
+  on_deltas = type == "L1Loss" || type == "SmoothL1Loss" || type == "BalancedL1Loss";
   return LossRegistry().build(cfg);
 }
 

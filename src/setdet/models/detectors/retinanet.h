@@ -30,8 +30,8 @@ struct RetinaNetTestConfig : PostProcessConfig {
 struct RetinaNetLossConfig {
   std::shared_ptr<Loss> cls;   // on logits vs one-hot targets, over non-ignored anchors
   std::shared_ptr<Loss> bbox;  // on positives
-  // true: bbox loss on DeltaXYWH deltas vs encoded targets (L1Loss, SmoothL1Loss);
-  // false: on decoded boxes vs the GT boxes (GIoULoss, IoULoss).
+  // true: bbox loss on DeltaXYWH deltas vs encoded targets (L1Loss, SmoothL1Loss,
+  // BalancedL1Loss); false: on decoded boxes vs the GT boxes (GIoULoss, IoULoss, BoundedIoULoss).
   bool bbox_on_deltas = true;
   // true (torchvision): each image's losses divided by its own number of positives (at least 1),
   // then averaged over images; false (MMDetection): sums over the batch divided by the batch's
@@ -76,9 +76,10 @@ class RetinaNetDetector : public SingleStageDetector {
 // Config keys (model node): type, num_classes, backbone, neck, head (RetinaHead), anchor_generator
 // (see anchor_generator_options_from_config), assigner (AnchorAssignerRegistry, default
 // MaxIoUAssigner 0.5 / 0.4 with low-quality matches), box_coder {weights: [4], clip}, loss_cls
-// (default FocalLoss 0.25 / 2), loss_bbox ({type: L1Loss} default, {type: SmoothL1Loss, beta},
-// or any IoU loss of LossRegistry, e.g. GIoULoss), per_image_normalization (default true),
-// test_cfg {score_thr, pre_nms_top_k, nms | nms_thr, max_per_img}, channels_last (default true).
+// (default FocalLoss 0.25 / 2), loss_bbox (LossRegistry, default {type: L1Loss}; L1Loss,
+// SmoothL1Loss and BalancedL1Loss on deltas, others on decoded boxes), per_image_normalization
+// (default true), test_cfg {score_thr, pre_nms_top_k, nms | nms_thr, max_per_img}, channels_last
+// (default true).
 // Registered in DetectorRegistry as "RetinaNet".
 std::shared_ptr<RetinaNetDetector> build_retinanet(const Config& cfg);
 
