@@ -23,7 +23,8 @@ import numpy as np
 import torch
 import torchvision
 from PIL import Image
-from torchvision.models.detection import fcos_resnet50_fpn, retinanet_resnet50_fpn
+from torchvision.models.detection import (fasterrcnn_resnet50_fpn, fcos_resnet50_fpn,
+                                          retinanet_resnet50_fpn)
 
 BIN = os.environ.get("SETDET_BIN", "setdet")
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -47,8 +48,25 @@ def calibrate_batch_norm(model, image):
     model.eval()
 
 
+def shift_roi_heads(model, generator, cls_std, cls_bias_std, reg_std):
+    """Spread the random RPN objectness and the box predictor's class scores so that the
+    untrained Faster R-CNN ranks its proposals clearly and scores some classes above 0.05."""
+    with torch.no_grad():
+        rpn = model.rpn.head
+        rpn.cls_logits.weight.normal_(0.0, 0.05, generator=generator)
+        rpn.cls_logits.bias.normal_(0.0, 1.0, generator=generator)
+        rpn.bbox_pred.weight.normal_(0.0, 0.002, generator=generator)
+        pred = model.roi_heads.box_predictor
+        pred.cls_score.weight.normal_(0.0, cls_std, generator=generator)
+        pred.cls_score.bias.normal_(0.0, cls_bias_std, generator=generator)
+        pred.bbox_pred.weight.normal_(0.0, reg_std, generator=generator)
+        pred.bbox_pred.bias.normal_(0.0, 0.1, generator=generator)
+
+
 def shift_head(model, generator, cls_bias, cls_std, reg_bias_std):
     """Wider random output layers so the untrained head fires on some locations."""
+    if hasattr(model, "roi_heads"):
+        return shift_roi_heads(model, generator, cls_std, cls_bias, reg_bias_std)
     head = model.head
     with torch.no_grad():
         head.classification_head.cls_logits.weight.normal_(0.0, cls_std, generator=generator)
@@ -79,9 +97,11 @@ class TorchvisionParityTest(unittest.TestCase):
     def tearDownClass(cls):
         shutil.rmtree(cls.tmp, ignore_errors=True)
 
-    def run_pair(self, name, builder, config, cls_bias, cls_std, reg_bias_std):
+    def run_pair(self, name, builder, config, cls_bias, cls_std, reg_bias_std, model_kwargs=None,
+                 overrides=()):
         torch.manual_seed(0)
-        model = builder(weights=None, weights_backbone=None, num_classes=91)
+        model = builder(weights=None, weights_backbone=None, num_classes=91,
+                        **(model_kwargs or {}))
         calibrate_batch_norm(model, self.image)
         shift_head(model, torch.Generator().manual_seed(1), cls_bias, cls_std, reg_bias_std)
         model.eval()
@@ -92,21 +112,25 @@ class TorchvisionParityTest(unittest.TestCase):
 
         out = os.path.join(self.tmp, f"{name}.json")
         r = subprocess.run([BIN, "infer", "--config", os.path.join(REPO, config), "--checkpoint",
-                            pth, "--json", out, self.png],
+                            pth, "--json", out, *overrides, self.png],
                            capture_output=True, text=True, timeout=1200)
         self.assertEqual(r.returncode, 0, r.stderr)
         with open(out) as f:
             dets = json.load(f)[0]["detections"]
         return ref, dets
 
-    def compare(self, name, ref, dets, min_count):
+    def compare(self, name, ref, dets, min_count, label_offset=0, max_unmatched=0):
+        """Every torchvision detection has a setdet twin (label, box, score), in the same order;
+        `max_unmatched` (each way) allows for proposals that the two sides rank differently at a
+        top-n boundary whose scores tie to within float32 rounding."""
         n = ref["scores"].numel()
         # a vacuous comparison proves nothing: the randomised head must detect things
         self.assertGreaterEqual(n, min_count, f"{name}: torchvision found only {n} detections")
         self.assertEqual(len(dets), n, f"{name}: setdet {len(dets)} detections, torchvision {n}")
+        unmatched = []
         boxes = torch.tensor([d["box_xyxy"] for d in dets], dtype=torch.float64).reshape(-1, 4)
         scores = torch.tensor([d["score"] for d in dets], dtype=torch.float64)
-        labels = torch.tensor([d["label"] for d in dets], dtype=torch.int64)
+        labels = torch.tensor([d["label"] for d in dets], dtype=torch.int64) + label_offset
         ref_boxes = ref["boxes"].double()
         ref_scores = ref["scores"].double()
         # Detection k of torchvision must be detection k of setdet, except that detections whose
@@ -119,16 +143,18 @@ class TorchvisionParityTest(unittest.TestCase):
             box_err = (boxes - ref_boxes[k]).abs().max(dim=1).values
             cand &= box_err <= BOX_TOL
             idx = torch.nonzero(cand).flatten()
-            self.assertGreater(idx.numel(), 0,
-                               f"{name}: torchvision detection {k} (label "
-                               f"{int(ref['labels'][k])}, score {float(ref_scores[k]):.6f}, box "
-                               f"{ref_boxes[k].tolist()}) has no setdet match")
-            j = int(idx[(idx - k).abs().argmin()])
+            if idx.numel() == 0:
+                unmatched.append(f"torchvision detection {k} (label {int(ref['labels'][k])}, "
+                                 f"score {float(ref_scores[k]):.6f}, box {ref_boxes[k].tolist()})")
+                self.assertLessEqual(len(unmatched), max_unmatched,
+                                     f"{name}: no setdet match for " + "; ".join(unmatched))
+                continue
+            j = int(idx[(idx - k - len(unmatched)).abs().argmin()])
             used[j] = True
             max_box = max(max_box, float(box_err[j]))
             max_score = max(max_score, float((scores[j] - ref_scores[k]).abs()))
-        print(f"\n{name}: {n} detections, max |box| diff {max_box:.2e} px, "
-              f"max |score| diff {max_score:.2e}")
+        print(f"\n{name}: {n} detections, {n - len(unmatched)} matched, max |box| diff "
+              f"{max_box:.2e} px, max |score| diff {max_score:.2e}")
 
     def test_fcos_resnet50_fpn(self):
         ref, dets = self.run_pair("fcos", fcos_resnet50_fpn,
@@ -141,6 +167,35 @@ class TorchvisionParityTest(unittest.TestCase):
                                   "configs/torchvision/retinanet_resnet50_fpn.yaml",
                                   cls_bias=-6.9, cls_std=0.3, reg_bias_std=0.3)
         self.compare("retinanet_resnet50_fpn", ref, dets, min_count=10)
+
+    # Faster R-CNN: cls_bias is the std of the class-score biases; setdet's labels are
+    # torchvision's - 1 (no background class).
+    def test_fasterrcnn_resnet50_fpn_exact(self):
+        """Every proposal kept (top-n never binding) on a 320 px input: the whole pipeline must
+        give torchvision's detections exactly."""
+        ref, dets = self.run_pair(
+            "fasterrcnn_small", fasterrcnn_resnet50_fpn,
+            "configs/torchvision/fasterrcnn_resnet50_fpn.yaml", cls_bias=2.0, cls_std=0.05,
+            reg_bias_std=0.01,
+            model_kwargs=dict(min_size=320, max_size=512, rpn_pre_nms_top_n_test=100000,
+                              rpn_post_nms_top_n_test=100000),
+            overrides=["--set", "model.rpn.test_cfg.pre_nms_top_n=100000",
+                       "--set", "model.rpn.test_cfg.post_nms_top_n=100000",
+                       "--set", "data.test.dataset.pipeline.0.min_size=320",
+                       "--set", "data.test.dataset.pipeline.0.max_size=512"])
+        self.compare("fasterrcnn_resnet50_fpn (320 px, all proposals)", ref, dets, min_count=50,
+                     label_offset=1)
+
+    def test_fasterrcnn_resnet50_fpn(self):
+        """torchvision's defaults (800 px, 1000 proposals per level and per image). The random
+        RPN's objectness is dense (neighbouring ranks ~1e-5 apart at rank 1000, the size of the
+        two sides' float32 differences), so one proposal may swap at a top-n boundary; a trained
+        RPN separates its proposals far more clearly."""
+        ref, dets = self.run_pair("fasterrcnn", fasterrcnn_resnet50_fpn,
+                                  "configs/torchvision/fasterrcnn_resnet50_fpn.yaml",
+                                  cls_bias=2.0, cls_std=0.05, reg_bias_std=0.01)
+        self.compare("fasterrcnn_resnet50_fpn", ref, dets, min_count=50, label_offset=1,
+                     max_unmatched=2)
 
 
 if __name__ == "__main__":

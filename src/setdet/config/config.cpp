@@ -18,10 +18,9 @@ std::string join_path(const std::string& parent, const std::string& key) {
 bool replaces_base(const YAML::Node& node) {
   if (!node.IsMap() || !node["_delete_"]) return false;
   const YAML::Node flag = node["_delete_"];
-  SETDET_CHECK(flag.IsScalar() && (flag.as<std::string>() == "true" ||
-                                   flag.as<std::string>() == "false"),
-               "config: _delete_ inside a map must be true or false, got '",
-               YAML::Dump(flag), "'");
+  SETDET_CHECK(
+      flag.IsScalar() && (flag.as<std::string>() == "true" || flag.as<std::string>() == "false"),
+      "config: _delete_ inside a map must be true or false, got '", YAML::Dump(flag), "'");
   return flag.as<bool>();
 }
 
@@ -127,19 +126,38 @@ void Config::set_override(const std::string& assignment) {
     SETDET_CHECK(!part.empty(), "--set '", assignment, "': empty key in '", key, "'");
     parts.push_back(part);
   }
-  // yaml-cpp's operator[] returns handles, so walk with explicit resets.
+  // yaml-cpp's operator[] returns handles, so walk with explicit resets. A part that is a number
+  // indexes a sequence ("data.test.dataset.pipeline.0.min_size=320").
+  const auto sequence_index = [&](const YAML::Node& seq, const std::string& part) -> int64_t {
+    if (!seq.IsSequence()) return -1;
+    SETDET_CHECK(!part.empty() && part.find_first_not_of("0123456789") == std::string::npos &&
+                     part.size() < 10 && std::stoll(part) < static_cast<int64_t>(seq.size()),
+                 "--set '", assignment, "': '", part, "' is not an index of a sequence of ",
+                 seq.size(), " in ", file_);
+    return std::stoll(part);
+  };
   std::vector<YAML::Node> chain{node_};
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    const int64_t index = sequence_index(chain.back(), parts[i]);
+    if (index >= 0) {
+      chain.push_back(chain.back()[static_cast<size_t>(index)]);
+      continue;
+    }
     YAML::Node child = chain.back()[parts[i]];
-    if (!child.IsMap()) {
-      SETDET_CHECK(!child.IsDefined() || child.IsNull(), "--set '", assignment, "': '",
-                   parts[i], "' is not a map in ", file_);
+    if (!child.IsMap() && !child.IsSequence()) {
+      SETDET_CHECK(!child.IsDefined() || child.IsNull(), "--set '", assignment, "': '", parts[i],
+                   "' is not a map in ", file_);
       chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
       child = chain.back()[parts[i]];
     }
     chain.push_back(child);
   }
-  chain.back()[parts.back()] = value;
+  const int64_t last = sequence_index(chain.back(), parts.back());
+  if (last >= 0) {
+    chain.back()[static_cast<size_t>(last)] = value;
+  } else {
+    chain.back()[parts.back()] = value;
+  }
 }
 
 bool Config::has(const std::string& key) const {

@@ -62,19 +62,28 @@ class Registry {
   std::map<std::string, Builder> builders_;
 };
 
+// registry.build(parent[key]) when `parent` has `key`, else the component `default_yaml` describes
+// (its errors name "<parent path>.<key> (default)").
+template <typename Product>
+Product build_or_default(const Registry<Product>& registry, const Config& parent,
+                         const std::string& key, const std::string& default_yaml) {
+  if (parent.has(key)) return registry.build(parent[key]);
+  return registry.build(Config::parse(default_yaml, parent.where() + "." + key + " (default)"));
+}
+
 // Each registry is a function-local static, so registration from static initialisers in other
 // translation units is safe:
 //   Registry<std::shared_ptr<Transform>>& TransformRegistry();
-#define SETDET_DEFINE_REGISTRY(name, product, kind) \
-  inline ::setdet::Registry<product>& name() {      \
+#define SETDET_DEFINE_REGISTRY(name, product, kind)    \
+  inline ::setdet::Registry<product>& name() {         \
     static ::setdet::Registry<product> registry(kind); \
-    return registry;                                \
+    return registry;                                   \
   }
 
 #define SETDET_REGISTER_CONCAT_(a, b) a##b
 #define SETDET_REGISTER_CONCAT(a, b) SETDET_REGISTER_CONCAT_(a, b)
 // Registers `builder` under `type` in the registry returned by `registry_fn()`.
-#define SETDET_REGISTER(registry_fn, type, builder)                                      \
+#define SETDET_REGISTER(registry_fn, type, builder)                                            \
   static const bool SETDET_REGISTER_CONCAT(setdet_registered_, __COUNTER__) [[maybe_unused]] = \
       registry_fn().add(type, builder)
 

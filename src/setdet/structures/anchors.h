@@ -63,6 +63,12 @@ std::vector<at::Tensor> image_over_grid_points(const std::vector<std::array<int6
                                                const std::array<int64_t, 2>& padded_hw,
                                                double center_offset = 0.0);
 
+// A head's per-level map [B, A * K, H, W] (channel a * K + k) -> [B, H * W * A, K], in the order of
+// grid_anchors (y, x, anchor), as torchvision's permute_and_flatten.
+at::Tensor flatten_anchor_level(const at::Tensor& map, int64_t k);
+// Every level flattened and concatenated: [B, sum(H * W * A), K].
+at::Tensor flatten_anchor_levels(const std::vector<at::Tensor>& maps, int64_t k);
+
 // Config node (all keys optional; defaults = torchvision's RetinaNet):
 //   {base_sizes: [32, 64, 128, 256, 512], scales_per_octave: 3, truncate_sizes: true,
 //    aspect_ratios: [0.5, 1.0, 2.0], round_base: true, image_over_grid_stride: true,

@@ -159,17 +159,6 @@ std::vector<Detections> FCOSDetector::predict(const Batch& batch) {
   return results;
 }
 
-namespace {
-
-std::shared_ptr<Loss> build_loss(const Config& parent, const std::string& key,
-                                 const std::string& default_yaml) {
-  if (parent.has(key)) return LossRegistry().build(parent[key]);
-  return LossRegistry().build(
-      Config::parse(default_yaml, parent.where() + "." + key + " (default)"));
-}
-
-}  // namespace
-
 std::shared_ptr<FCOSDetector> build_fcos(const Config& cfg) {
   FCOSParts p = build_fcos_parts(cfg);
   return std::make_shared<FCOSDetector>(p.num_classes, p.backbone, p.neck, p.head, p.assigner,
@@ -207,11 +196,12 @@ FCOSParts build_fcos_parts(const Config& cfg, const std::vector<std::string>& ex
   }
 
   FCOSLossConfig loss;
-  loss.cls =
-      build_loss(cfg, "loss_cls", "{type: FocalLoss, alpha: 0.25, gamma: 2.0, loss_weight: 1.0}");
-  loss.bbox = build_loss(cfg, "loss_bbox", "{type: GIoULoss, loss_weight: 1.0}");
-  loss.centerness =
-      build_loss(cfg, "loss_centerness", "{type: BCEWithLogitsLoss, loss_weight: 1.0}");
+  loss.cls = build_or_default(LossRegistry(), cfg, "loss_cls",
+                              "{type: FocalLoss, alpha: 0.25, gamma: 2.0, loss_weight: 1.0}");
+  loss.bbox =
+      build_or_default(LossRegistry(), cfg, "loss_bbox", "{type: GIoULoss, loss_weight: 1.0}");
+  loss.centerness = build_or_default(LossRegistry(), cfg, "loss_centerness",
+                                     "{type: BCEWithLogitsLoss, loss_weight: 1.0}");
   loss.centerness_weighted_bbox = cfg.get<bool>("centerness_weighted_bbox", true);
 
   FCOSTestConfig test;

@@ -9,22 +9,6 @@
 #include "setdet/models/detectors/fcos.h"
 
 namespace setdet {
-namespace {
-
-// Per level [B, A * K, H, W] -> [B, H * W * A, K] (torchvision's order: y, x, anchor).
-at::Tensor flatten_anchor_level(const at::Tensor& m, int64_t k) {
-  const int64_t b = m.size(0), h = m.size(2), w = m.size(3);
-  return m.reshape({b, -1, k, h, w}).permute({0, 3, 4, 1, 2}).reshape({b, -1, k});
-}
-
-at::Tensor flatten_anchor_levels(const std::vector<at::Tensor>& maps, int64_t k) {
-  std::vector<at::Tensor> flat;
-  flat.reserve(maps.size());
-  for (const auto& m : maps) flat.push_back(flatten_anchor_level(m, k));
-  return at::cat(flat, 1);
-}
-
-}  // namespace
 
 RetinaNetDetector::RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
                                      std::shared_ptr<Neck> neck,

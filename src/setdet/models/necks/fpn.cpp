@@ -29,6 +29,12 @@ FPNImpl::FPNImpl(const FPNOptions& options) : options_(options) {
               "] for ", n_in, " input levels, got ", options_.num_outs());
   TORCH_CHECK(options_.extra_input() == "p5" || options_.extra_input() == "c5",
               "FPN: extra_input must be 'p5' or 'c5', got '", options_.extra_input(), "'");
+  TORCH_CHECK(options_.extra_type() == "conv" || options_.extra_type() == "maxpool",
+              "FPN: extra_type must be 'conv' or 'maxpool', got '", options_.extra_type(), "'");
+  TORCH_CHECK(options_.extra_type() == "conv" || n_extra <= 1,
+              "FPN: extra_type 'maxpool' adds one level, num_outs must be at most ", n_in + 1,
+              ", got ", options_.num_outs());
+  max_pool_extra_ = options_.extra_type() == "maxpool" && n_extra == 1;
 
   inner_blocks_ = register_module("inner_blocks", torch::nn::ModuleList());
   layer_blocks_ = register_module("layer_blocks", torch::nn::ModuleList());
@@ -39,7 +45,7 @@ FPNImpl::FPNImpl(const FPNOptions& options) : options_(options) {
     inner_blocks_->push_back(torch::nn::Sequential(inner_convs_.back()));
     layer_blocks_->push_back(torch::nn::Sequential(layer_convs_.back()));
   }
-  if (n_extra > 0) {
+  if (n_extra > 0 && !max_pool_extra_) {
     auto extra = register_module("extra_blocks", std::make_shared<torch::nn::Module>());
     const int64_t p6_in = options_.extra_input() == "c5" ? in.back().channels : c;
     p6_ = extra->register_module("p6", make_conv(p6_in, c, 3, 2));
@@ -62,6 +68,7 @@ std::vector<at::Tensor> FPNImpl::forward(const std::vector<at::Tensor>& features
     last = lateral + top_down;
     outs[i] = layer_convs_[i](last);
   }
+  if (max_pool_extra_) outs.push_back(at::max_pool2d(outs.back(), {1, 1}, {2, 2}));
   if (p6_) {
     const at::Tensor p6 = p6_(options_.extra_input() == "c5" ? features.back() : outs.back());
     outs.push_back(p6);
@@ -82,20 +89,27 @@ std::vector<ShapeSpec> FPNImpl::output_shape() const {
 }
 
 SETDET_REGISTER(NeckRegistry, "FPN", [](const Config& cfg) -> NeckFactory {
-  cfg.check_keys({"type", "out_channels", "num_outs", "extra_input"});
+  cfg.check_keys({"type", "out_channels", "num_outs", "extra_input", "extra_type"});
   const auto out_channels = cfg.get<int64_t>("out_channels", 256);
   const auto num_outs = cfg.get<int64_t>("num_outs", 5);
   const auto extra_input = cfg.get<std::string>("extra_input", "p5");
+  const auto extra_type = cfg.get<std::string>("extra_type", "conv");
+  SETDET_CHECK(extra_type == "conv" || extra_type == "maxpool", cfg.where(),
+               ".extra_type: expected 'conv' or 'maxpool', got '", extra_type, "'");
   SETDET_CHECK(out_channels > 0, cfg.where(), ".out_channels: expected > 0, got ", out_channels);
   SETDET_CHECK(extra_input == "p5" || extra_input == "c5", cfg.where(),
                ".extra_input: expected 'p5' or 'c5', got '", extra_input, "'");
   return [=](const std::vector<ShapeSpec>& in_shapes) -> std::shared_ptr<Neck> {
     const auto n_in = static_cast<int64_t>(in_shapes.size());
-    SETDET_CHECK(num_outs >= n_in && num_outs <= n_in + 2, cfg.where(),
-                 ".num_outs: expected a value in [", n_in, ", ", n_in + 2, "] for a backbone with ",
-                 n_in, " outputs, got ", num_outs);
-    return std::make_shared<FPNImpl>(
-        FPNOptions(in_shapes, out_channels).num_outs(num_outs).extra_input(extra_input));
+    const int64_t max_extra = extra_type == "maxpool" ? 1 : 2;
+    SETDET_CHECK(num_outs >= n_in && num_outs <= n_in + max_extra, cfg.where(),
+                 ".num_outs: expected a value in [", n_in, ", ", n_in + max_extra,
+                 "] for a backbone with ", n_in, " outputs and extra_type ", extra_type, ", got ",
+                 num_outs);
+    return std::make_shared<FPNImpl>(FPNOptions(in_shapes, out_channels)
+                                         .num_outs(num_outs)
+                                         .extra_input(extra_input)
+                                         .extra_type(extra_type));
   };
 });
 

@@ -2,7 +2,9 @@
 // RetinaNet/FCOS extra levels: lateral 1x1 convs (inner_blocks.i.0), nearest top-down upsampling,
 // 3x3 output convs (layer_blocks.i.0), then P6 = conv3x3/2 and P7 = conv3x3/2(relu(P6))
 // (extra_blocks.p6 / p7, torchvision's LastLevelP6P7) from the last output (extra_input "p5",
-// torchvision) or from the last input ("c5", mmdet add_extra_convs="on_input").
+// torchvision) or from the last input ("c5", mmdet add_extra_convs="on_input"); or, with extra_type
+// "maxpool", P6 = max_pool2d(P5, 1, stride 2) (torchvision's LastLevelMaxPool, the Faster R-CNN
+// FPN; MMDetection's FPN without extra convs).
 #pragma once
 
 #include <torch/nn/modules/container/modulelist.h>
@@ -38,7 +40,8 @@ struct FPNOptions {
   // Total outputs: the len(in_shapes) pyramid levels plus (num_outs - len(in_shapes)) extra
   // stride-2 levels (0, 1 or 2).
   TORCH_ARG(int64_t, num_outs) = 5;
-  TORCH_ARG(std::string, extra_input) = "p5";  // "p5" or "c5"
+  TORCH_ARG(std::string, extra_input) = "p5";   // "p5" or "c5"
+  TORCH_ARG(std::string, extra_type) = "conv";  // "conv" (P6P7 convs) or "maxpool" (one level)
 };
 
 class FPNImpl : public Neck {
@@ -52,6 +55,7 @@ class FPNImpl : public Neck {
   torch::nn::ModuleList inner_blocks_{nullptr}, layer_blocks_{nullptr};
   std::vector<torch::nn::Conv2d> inner_convs_, layer_convs_;
   torch::nn::Conv2d p6_{nullptr}, p7_{nullptr};
+  bool max_pool_extra_ = false;
 };
 TORCH_MODULE(FPN);
 

@@ -1,0 +1,113 @@
+#include "setdet/models/roi_heads/box_head.h"
+
+#include <torch/nn/init.h>
+
+#include <string>
+
+namespace setdet {
+namespace {
+
+torch::nn::Linear linear(int64_t in, int64_t out, double std) {
+  torch::nn::Linear l(in, out);
+  if (std > 0) {
+    torch::nn::init::normal_(l->weight, 0.0, std);
+  } else {
+    torch::nn::init::xavier_uniform_(l->weight);  // MMDetection's Shared2FCBBoxHead
+  }
+  torch::nn::init::zeros_(l->bias);
+  return l;
+}
+
+}  // namespace
+
+TwoMLPHeadImpl::TwoMLPHeadImpl(const TwoMLPHeadOptions& options) : options_(options) {
+  const auto& o = options_;
+  TORCH_CHECK(o.in_features() > 0 && o.fc_dim() > 0,
+              "TwoMLPHead: in_features and fc_dim must be positive, got ", o.in_features(), " and ",
+              o.fc_dim());
+  TORCH_CHECK(o.relations_fc6() >= 0 && o.relations_fc7() >= 0,
+              "TwoMLPHead: relation counts must be >= 0, got ", o.relations_fc6(), " and ",
+              o.relations_fc7());
+  fc6_ = register_module("fc6", linear(o.in_features(), o.fc_dim(), 0.0));
+  fc7_ = register_module("fc7", linear(o.fc_dim(), o.fc_dim(), 0.0));
+  RelationModuleOptions rm = o.relation().value_or(RelationModuleOptions(o.fc_dim()));
+  rm.feature_dim(o.fc_dim());
+  for (int64_t i = 0; i < o.relations_fc6(); ++i) {
+    relations6_.push_back(register_module("relation6_" + std::to_string(i), RelationModule(rm)));
+  }
+  for (int64_t i = 0; i < o.relations_fc7(); ++i) {
+    relations7_.push_back(register_module("relation7_" + std::to_string(i), RelationModule(rm)));
+  }
+}
+
+at::Tensor TwoMLPHeadImpl::relate(std::vector<RelationModule>& modules, at::Tensor x,
+                                  const at::Tensor& boxes,
+                                  const std::vector<std::pair<int64_t, int64_t>>& groups) {
+  if (modules.empty()) return x;
+  std::vector<at::Tensor> parts;
+  int64_t start = 0;
+  for (const auto& [count, keys] : groups) {
+    at::Tensor xi = x.narrow(0, start, count);
+    const at::Tensor bi = boxes.narrow(0, start, count);
+    for (auto& m : modules) xi = m->forward(xi, bi, keys);
+    parts.push_back(xi);
+    start += count;
+  }
+  TORCH_CHECK(start == x.size(0), "TwoMLPHead: the image groups cover ", start, " RoIs, got ",
+              x.size(0));
+  return parts.size() == 1 ? parts.front() : at::cat(parts, 0);
+}
+
+at::Tensor TwoMLPHeadImpl::forward(const at::Tensor& roi_feats, const at::Tensor& boxes,
+                                   const std::vector<std::pair<int64_t, int64_t>>& groups) {
+  TORCH_CHECK(roi_feats.dim() >= 2, "TwoMLPHead: roi_feats must be [K, ...], got ",
+              roi_feats.sizes());
+  at::Tensor x = roi_feats.flatten(1);
+  TORCH_CHECK(x.size(1) == options_.in_features(), "TwoMLPHead: expected ", options_.in_features(),
+              " features per RoI, got ", x.size(1));
+  if (has_relations()) {
+    TORCH_CHECK(boxes.defined() && boxes.dim() == 2 && boxes.size(0) == x.size(0),
+                "TwoMLPHead: relation modules need one box per RoI (", x.size(0), "), got ",
+                boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
+  }
+  x = at::relu(relate(relations6_, fc6_(x), boxes, groups));
+  x = at::relu(relate(relations7_, fc7_(x), boxes, groups));
+  return x;
+}
+
+FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t fc_dim, int64_t num_classes,
+                                             bool class_agnostic, bool background_first)
+    : num_classes_(num_classes),
+      class_agnostic_(class_agnostic),
+      background_first_(background_first) {
+  TORCH_CHECK(fc_dim > 0 && num_classes > 0,
+              "FastRCNNPredictor: fc_dim and num_classes must be positive, got ", fc_dim, " and ",
+              num_classes);
+  cls_score_ = register_module("cls_score", linear(fc_dim, num_classes + 1, 0.01));
+  // torchvision keeps a (never trained) background row in its class-specific regression,
+  // MMDetection does not.
+  const int64_t rows = class_agnostic ? 1 : num_classes + (background_first ? 1 : 0);
+  bbox_pred_ = register_module("bbox_pred", linear(fc_dim, 4 * rows, 0.001));
+}
+
+FastRCNNPredictorImpl::Output FastRCNNPredictorImpl::forward(const at::Tensor& features) {
+  at::Tensor logits = cls_score_(features);
+  at::Tensor deltas = bbox_pred_(features);
+  const int64_t k = features.size(0);
+  Output out;
+  if (background_first_) {
+    // [bg, c_0 .. c_{C-1}] -> [c_0 .. c_{C-1}, bg]
+    out.class_logits = at::cat({logits.narrow(1, 1, num_classes_), logits.narrow(1, 0, 1)}, 1);
+  } else {
+    out.class_logits = logits;
+  }
+  if (class_agnostic_) {
+    out.deltas = deltas.reshape({k, 1, 4});
+  } else {
+    const at::Tensor d = deltas.reshape({k, -1, 4});
+    out.deltas = background_first_ ? d.narrow(1, 1, num_classes_) : d;
+  }
+  return out;
+}
+
+}  // namespace setdet
