@@ -1,43 +1,17 @@
 """torch.ops.setdet.ms_deform_attn against the composite it is defined by: Deformable-DETR's
 ms_deform_attn_core_pytorch (one F.grid_sample per level, bilinear, zeros padding,
-align_corners=False, at 2 * loc - 1), written below in Python. Forward and all three gradients on
-many seeded cases (points inside, outside and exactly on the borders of the maps, odd level sizes,
-several N / M / D / L / P), gradcheck in float64, bfloat16 / autocast, thread counts, empty input
-and the error messages."""
+align_corners=False, at 2 * loc - 1; setdet_testing.ms_deform_attn_composite). Forward and all
+three gradients on many seeded cases (points inside, outside and exactly on the borders of the
+maps, odd level sizes, several N / M / D / L / P), gradcheck in float64, bfloat16 / autocast,
+thread counts, empty input and the error messages."""
 import re
 import unittest
 
 import torch
-import torch.nn.functional as F
 
-from setdet_testing import load_ops
+from setdet_testing import level_start_index, load_ops, ms_deform_attn_composite
 
 ops = load_ops()
-
-
-def composite(value, spatial_shapes, sampling_locations, attention_weights):
-    """value [N, S, M, D], spatial_shapes [L, 2], sampling_locations [N, Lq, M, L, P, 2],
-    attention_weights [N, Lq, M, L, P] -> [N, Lq, M * D]."""
-    n, _, m, d = value.shape
-    _, lq, _, num_levels, p, _ = sampling_locations.shape
-    sizes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
-    levels = value.split([h * w for h, w in sizes], dim=1)
-    grids = 2 * sampling_locations - 1
-    sampled = []
-    for level, (h, w) in enumerate(sizes):
-        # [N, H*W, M, D] -> [N*M, D, H, W]; grid [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
-        maps = levels[level].permute(0, 2, 3, 1).reshape(n * m, d, h, w)
-        grid = grids[:, :, :, level].transpose(1, 2).reshape(n * m, lq, p, 2)
-        sampled.append(F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros",
-                                     align_corners=False))  # [N*M, D, Lq, P]
-    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * p)
-    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # [N*M, D, Lq]
-    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
-
-
-def level_starts(spatial_shapes):
-    areas = spatial_shapes[:, 0] * spatial_shapes[:, 1]
-    return areas.cumsum(0) - areas
 
 
 def make_case(seed, n, m, d, sizes, lq, p, dtype, lo=-0.2, hi=1.2):
@@ -51,7 +25,7 @@ def make_case(seed, n, m, d, sizes, lq, p, dtype, lo=-0.2, hi=1.2):
     loc = (lo + (hi - lo) * torch.rand((n, lq, m, len(sizes), p, 2), generator=g,
                                        dtype=torch.float64)).to(dtype)
     attn = torch.rand((n, lq, m, len(sizes), p), generator=g, dtype=torch.float64).to(dtype)
-    return value, shapes, level_starts(shapes), loc, attn
+    return value, shapes, level_start_index(shapes), loc, attn
 
 
 def outputs_and_grads(fn, value, shapes, starts, loc, attn, grad_seed):
@@ -71,7 +45,7 @@ def op(value, shapes, starts, loc, attn):
 
 
 def reference(value, shapes, starts, loc, attn):
-    return composite(value, shapes, loc, attn)
+    return ms_deform_attn_composite(value, shapes, loc, attn)
 
 
 # (N, M, D, level sizes (H, W), Lq, P)
