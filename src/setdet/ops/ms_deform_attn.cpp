@@ -40,10 +40,13 @@ constexpr const char* kForwardOp = "setdet::ms_deform_attn";
 constexpr const char* kBackwardOp = "setdet::_ms_deform_attn_backward";
 
 // Built for AVX-512, AVX2+FMA and baseline x86-64; the loader picks one by CPU (GCC clones).
+// Everything the clones call is force-inlined into them, so it is compiled for each target too.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define SETDET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define SETDET_INLINE inline __attribute__((always_inline))
 #else
 #define SETDET_CLONES
+#define SETDET_INLINE inline
 #endif
 
 // ---- argument checks ----
@@ -181,7 +184,7 @@ struct Neighbours {
 
 // False when no neighbour lies inside the map (the point adds nothing) or loc is NaN.
 template <typename T>
-inline bool locate(T loc_x, T loc_y, const Level<T>& lv, Neighbours<T>& nb) {
+SETDET_INLINE bool locate(T loc_x, T loc_y, const Level<T>& lv, Neighbours<T>& nb) {
   // grid = 2 loc - 1, then grid_sample's unnormalisation (grid + 1) * size / 2 - 0.5, rounded
   // as grid_sample rounds it.
   const T x = (loc_x * 2 - 1 + 1) * lv.half_w - static_cast<T>(0.5);
@@ -217,28 +220,44 @@ struct Tensors {
 
 // o[k] += a * v[k], k < d.
 template <typename T, int64_t kD>
-inline void axpy(T* __restrict o, T a, const T* __restrict v, int64_t d) {
+SETDET_INLINE void axpy(T* __restrict o, T a, const T* __restrict v, int64_t d) {
   const int64_t n = kD > 0 ? kD : d;
   for (int64_t k = 0; k < n; ++k) o[k] += a * v[k];
 }
 
-// Returns sum_k g[k] * v[k] and adds a * g to gv, k < d.
+// Returns sum_k g[k] * v[k] and adds a * g to gv, k < d. With kD a multiple of kLanes the sum
+// runs in kLanes partial sums (vector registers; the compiler may not reorder a scalar sum).
+constexpr int64_t kLanes = 16;
+
 template <typename T, int64_t kD>
-inline T dot_and_scatter(const T* __restrict g, const T* __restrict v, T* __restrict gv, T a,
-                         int64_t d) {
-  const int64_t n = kD > 0 ? kD : d;
-  T dot = 0;
-  for (int64_t k = 0; k < n; ++k) {
-    dot += g[k] * v[k];
-    gv[k] += a * g[k];
+SETDET_INLINE T dot_and_scatter(const T* __restrict g, const T* __restrict v, T* __restrict gv, T a,
+                                int64_t d) {
+  if constexpr (kD > 0 && kD % kLanes == 0) {
+    T part[kLanes] = {};
+    for (int64_t k = 0; k < kD; k += kLanes) {
+      for (int64_t j = 0; j < kLanes; ++j) {
+        part[j] += g[k + j] * v[k + j];
+        gv[k + j] += a * g[k + j];
+      }
+    }
+    for (int64_t width = kLanes / 2; width > 0; width /= 2) {
+      for (int64_t j = 0; j < width; ++j) part[j] += part[j + width];
+    }
+    return part[0];
+  } else {
+    T dot = 0;
+    for (int64_t k = 0; k < d; ++k) {
+      dot += g[k] * v[k];
+      gv[k] += a * g[k];
+    }
+    return dot;
   }
-  return dot;
 }
 
 // Output rows [begin, end) of the flattened (n, q).
 template <typename T, int64_t kD>
-void forward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels, T* out,
-                  int64_t begin, int64_t end) {
+SETDET_INLINE void forward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels,
+                                T* out, int64_t begin, int64_t end) {
   const int64_t d = kD > 0 ? kD : pb.d;
   const int64_t row = pb.m * d;  // between positions in value
   const int64_t samples = pb.l * pb.p;
@@ -274,9 +293,9 @@ void forward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels
 // Queries [q_begin, q_end) of head m of image n; grad_value [N, S, M, D] (or a private copy),
 // grad_loc / grad_attn zero-initialised like loc / attn.
 template <typename T, int64_t kD>
-void backward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels, int64_t n,
-                   int64_t m, int64_t q_begin, int64_t q_end, T* grad_value, T* grad_loc,
-                   T* grad_attn) {
+SETDET_INLINE void backward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels,
+                                 int64_t n, int64_t m, int64_t q_begin, int64_t q_end,
+                                 T* grad_value, T* grad_loc, T* grad_attn) {
   const int64_t d = kD > 0 ? kD : pb.d;
   const int64_t row = pb.m * d;
   const int64_t samples = pb.l * pb.p;
