@@ -132,6 +132,19 @@ class MsDeformAttnTest(unittest.TestCase):
                 lambda v, l, a: ops.ms_deform_attn(v, shapes, starts, l, a), leaves, eps=1e-6,
                 atol=1e-7))
 
+    def test_non_contiguous_inputs(self):
+        value, shapes, starts, loc, attn = make_case(6, 2, 3, 8, [(3, 5), (7, 2)], 5, 2,
+                                                     torch.float64)
+        # Same values through strided views: heads and batch swapped, every other element.
+        value_t = value.transpose(0, 2).contiguous().transpose(0, 2)
+        loc_s = torch.zeros(loc.shape[:-1] + (4,), dtype=loc.dtype)[..., ::2].copy_(loc)
+        attn_t = attn.transpose(1, 4).contiguous().transpose(1, 4)
+        self.assertFalse(value_t.is_contiguous() or loc_s.is_contiguous() or
+                         attn_t.is_contiguous())
+        self.check_against_composite((value_t, shapes, starts, loc_s, attn_t), 1e-10, "strided")
+        self.assertTrue(torch.equal(op(value_t, shapes, starts, loc_s, attn_t),
+                                    op(value, shapes, starts, loc, attn)))
+
     def test_thread_counts_give_the_same_result(self):
         # One head: with 3 threads the backward splits the queries into chunks accumulated in
         # private grad_value copies.
