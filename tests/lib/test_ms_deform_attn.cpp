@@ -80,6 +80,7 @@ TEST(MsDeformAttn, OpEqualsCompositeForwardAndBackward) {
                                 {2, 3, 5, {{3, 5}, {1, 1}, {7, 2}}, 7, 3},
                                 {1, 8, 32, {{10, 15}, {5, 8}, {3, 4}, {2, 2}}, 20, 4},
                                 {2, 2, 16, {{4, 4}, {2, 2}}, 9, 2},
+                                {2, 2, 8, {{5, 6}, {2, 3}}, 6, 3},
                                 {1, 4, 64, {{6, 9}, {3, 5}, {2, 3}, {1, 2}, {1, 1}}, 11, 4}};
   for (const auto dtype : {at::kFloat, at::kDouble}) {
     const double tol = dtype == at::kFloat ? 1e-5 : 1e-10;

@@ -28,6 +28,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <limits>
 #include <vector>
 
@@ -208,7 +209,124 @@ SETDET_INLINE bool locate(T loc_x, T loc_y, const Level<T>& lv, Neighbours<T>& n
   return true;
 }
 
-// ---- kernels; kD > 0: D known at compile time (fully unrolled vector loops) ----
+// ---- a head's D channels ----
+
+// 32-byte vectors (GCC / Clang vector extensions): one AVX2 register, two SSE registers. The
+// AVX-512 clone uses them too: 64-byte vectors were 10-15% faster there but made the AVX2 clone
+// 5x slower (measured on this project's machine).
+template <typename T>
+struct Vec32;
+template <>
+struct Vec32<float> {
+  typedef float type __attribute__((vector_size(32)));
+};
+template <>
+struct Vec32<double> {
+  typedef double type __attribute__((vector_size(32)));
+};
+template <typename T>
+using Vec = typename Vec32<T>::type;
+template <typename T>
+constexpr int64_t kWidth = 32 / sizeof(T);
+
+// Unaligned load (returning the vector would change the ABI between the clones).
+template <typename T>
+SETDET_INLINE void load(const T* p, Vec<T>& v) {
+  std::memcpy(&v, p, sizeof(v));
+}
+
+template <typename T>
+SETDET_INLINE void store(T* p, const Vec<T>& v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+
+template <typename T>
+SETDET_INLINE T sum_lanes(const Vec<T>& v) {
+  if constexpr (kWidth<T> == 8) {
+    const auto b =
+        __builtin_shufflevector(v, v, 0, 1, 2, 3) + __builtin_shufflevector(v, v, 4, 5, 6, 7);
+    const auto c = __builtin_shufflevector(b, b, 0, 1) + __builtin_shufflevector(b, b, 2, 3);
+    return c[0] + c[1];
+  } else {
+    static_assert(kWidth<T> == 4);
+    const auto c = __builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3);
+    return c[0] + c[1];
+  }
+}
+
+// The D values of one head (a forward accumulator, a row of grad_output), held in registers when
+// kD > 0 is a multiple of the vector width, else (kD = 0, any D) in a buffer.
+template <typename T, int64_t kD>
+class HeadVector {
+  static_assert(kD > 0 && kD % kWidth<T> == 0);
+  static constexpr int64_t kVecs = kD / kWidth<T>;
+
+ public:
+  explicit HeadVector(int64_t /*d*/) {}
+  SETDET_INLINE void zero() {
+    for (int64_t i = 0; i < kVecs; ++i) x_[i] = Vec<T>{};
+  }
+  SETDET_INLINE void load_from(const T* p) {
+    for (int64_t i = 0; i < kVecs; ++i) load(p + i * kWidth<T>, x_[i]);
+  }
+  SETDET_INLINE void store_to(T* p) const {
+    for (int64_t i = 0; i < kVecs; ++i) store(p + i * kWidth<T>, x_[i]);
+  }
+  // this += a * v
+  SETDET_INLINE void add_scaled(T a, const T* v) {
+    Vec<T> y;
+    for (int64_t i = 0; i < kVecs; ++i) {
+      load(v + i * kWidth<T>, y);
+      x_[i] += a * y;
+    }
+  }
+  // <this, v>
+  SETDET_INLINE T dot(const T* v) const {
+    Vec<T> y, sum{};
+    for (int64_t i = 0; i < kVecs; ++i) {
+      load(v + i * kWidth<T>, y);
+      sum += x_[i] * y;
+    }
+    return sum_lanes<T>(sum);
+  }
+  // out += a * this
+  SETDET_INLINE void scatter_scaled(T a, T* out) const {
+    Vec<T> y;
+    for (int64_t i = 0; i < kVecs; ++i) {
+      T* p = out + i * kWidth<T>;
+      load(p, y);
+      store(p, y + a * x_[i]);
+    }
+  }
+
+ private:
+  Vec<T> x_[kVecs];
+};
+
+template <typename T>
+class HeadVector<T, 0> {
+ public:
+  explicit HeadVector(int64_t d) : x_(d) {}
+  SETDET_INLINE void zero() { std::fill(x_.begin(), x_.end(), T(0)); }
+  SETDET_INLINE void load_from(const T* p) { std::copy(p, p + x_.size(), x_.begin()); }
+  SETDET_INLINE void store_to(T* p) const { std::copy(x_.begin(), x_.end(), p); }
+  SETDET_INLINE void add_scaled(T a, const T* v) {
+    for (size_t k = 0; k < x_.size(); ++k) x_[k] += a * v[k];
+  }
+  SETDET_INLINE T dot(const T* v) const {
+    T sum = 0;
+    for (size_t k = 0; k < x_.size(); ++k) sum += x_[k] * v[k];
+    return sum;
+  }
+  SETDET_INLINE void scatter_scaled(T a, T* out) const {
+    for (size_t k = 0; k < x_.size(); ++k) out[k] += a * x_[k];
+  }
+
+ private:
+  std::vector<T> x_;
+};
+
+// ---- kernels; kD > 0: D known at compile time ----
 
 template <typename T>
 struct Tensors {
@@ -218,57 +336,21 @@ struct Tensors {
   const T* grad_out = nullptr;  // [N, Lq, M * D]
 };
 
-// o[k] += a * v[k], k < d.
-template <typename T, int64_t kD>
-SETDET_INLINE void axpy(T* __restrict o, T a, const T* __restrict v, int64_t d) {
-  const int64_t n = kD > 0 ? kD : d;
-  for (int64_t k = 0; k < n; ++k) o[k] += a * v[k];
-}
-
-// Returns sum_k g[k] * v[k] and adds a * g to gv, k < d. With kD a multiple of kLanes the sum
-// runs in kLanes partial sums (vector registers; the compiler may not reorder a scalar sum).
-constexpr int64_t kLanes = 16;
-
-template <typename T, int64_t kD>
-SETDET_INLINE T dot_and_scatter(const T* __restrict g, const T* __restrict v, T* __restrict gv, T a,
-                                int64_t d) {
-  if constexpr (kD > 0 && kD % kLanes == 0) {
-    T part[kLanes] = {};
-    for (int64_t k = 0; k < kD; k += kLanes) {
-      for (int64_t j = 0; j < kLanes; ++j) {
-        part[j] += g[k + j] * v[k + j];
-        gv[k + j] += a * g[k + j];
-      }
-    }
-    for (int64_t width = kLanes / 2; width > 0; width /= 2) {
-      for (int64_t j = 0; j < width; ++j) part[j] += part[j + width];
-    }
-    return part[0];
-  } else {
-    T dot = 0;
-    for (int64_t k = 0; k < d; ++k) {
-      dot += g[k] * v[k];
-      gv[k] += a * g[k];
-    }
-    return dot;
-  }
-}
-
 // Output rows [begin, end) of the flattened (n, q).
 template <typename T, int64_t kD>
 SETDET_INLINE void forward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels,
                                 T* out, int64_t begin, int64_t end) {
-  const int64_t d = kD > 0 ? kD : pb.d;
+  const int64_t d = pb.d;
   const int64_t row = pb.m * d;  // between positions in value
   const int64_t samples = pb.l * pb.p;
+  HeadVector<T, kD> acc(d);
   for (int64_t nq = begin; nq < end; ++nq) {
     const T* value_n = t.value + (nq / pb.lq) * pb.s * row;
     for (int64_t m = 0; m < pb.m; ++m) {
       const int64_t head = nq * pb.m + m;
       const T* loc = t.loc + head * samples * 2;
       const T* attn = t.attn + head * samples;
-      T* o = out + head * d;
-      std::fill(o, o + d, T(0));
+      acc.zero();
       bool nan = false;
       for (int64_t l = 0; l < pb.l; ++l) {
         const Level<T>& lv = levels[l];
@@ -281,10 +363,12 @@ SETDET_INLINE void forward_rows(const Tensors<T>& t, const Problem& pb, const Le
             continue;
           }
           for (int c = 0; c < 4; ++c) {
-            if (nb.pos[c] >= 0) axpy<T, kD>(o, *attn * nb.weight[c], base + nb.pos[c] * row, d);
+            if (nb.pos[c] >= 0) acc.add_scaled(*attn * nb.weight[c], base + nb.pos[c] * row);
           }
         }
       }
+      T* o = out + head * d;
+      acc.store_to(o);
       if (nan) std::fill(o, o + d, std::numeric_limits<T>::quiet_NaN());
     }
   }
@@ -296,13 +380,14 @@ template <typename T, int64_t kD>
 SETDET_INLINE void backward_rows(const Tensors<T>& t, const Problem& pb, const Level<T>* levels,
                                  int64_t n, int64_t m, int64_t q_begin, int64_t q_end,
                                  T* grad_value, T* grad_loc, T* grad_attn) {
-  const int64_t d = kD > 0 ? kD : pb.d;
+  const int64_t d = pb.d;
   const int64_t row = pb.m * d;
   const int64_t samples = pb.l * pb.p;
   const int64_t image = n * pb.s * row + m * d;
+  HeadVector<T, kD> g(d);
   for (int64_t q = q_begin; q < q_end; ++q) {
     const int64_t head = (n * pb.lq + q) * pb.m + m;
-    const T* g = t.grad_out + head * d;
+    g.load_from(t.grad_out + head * d);
     const T* loc = t.loc + head * samples * 2;
     const T* attn = t.attn + head * samples;
     T* gl = grad_loc + head * samples * 2;
@@ -315,17 +400,18 @@ SETDET_INLINE void backward_rows(const Tensors<T>& t, const Problem& pb, const L
         Neighbours<T> nb;
         if (!locate(loc[0], loc[1], lv, nb)) continue;
         const T a = *attn;
-        T dot[4] = {0, 0, 0, 0};  // g . value at each neighbour (0 outside the map)
+        T dots[4] = {0, 0, 0, 0};  // g . value at each neighbour (0 outside the map)
         for (int c = 0; c < 4; ++c) {
           if (nb.pos[c] < 0) continue;
           const int64_t off = nb.pos[c] * row;
-          dot[c] = dot_and_scatter<T, kD>(g, base + off, grad_base + off, a * nb.weight[c], d);
+          dots[c] = g.dot(base + off);
+          g.scatter_scaled(a * nb.weight[c], grad_base + off);
         }
-        *ga = nb.weight[0] * dot[0] + nb.weight[1] * dot[1] + nb.weight[2] * dot[2] +
-              nb.weight[3] * dot[3];
+        *ga = nb.weight[0] * dots[0] + nb.weight[1] * dots[1] + nb.weight[2] * dots[2] +
+              nb.weight[3] * dots[3];
         // d(bilinear)/dx and /dy as grid_sample's backward, times dx/dloc_x = W, dy/dloc_y = H.
-        const T dx = (dot[1] - dot[0]) * (1 - nb.fy) + (dot[3] - dot[2]) * nb.fy;
-        const T dy = (dot[2] - dot[0]) * (1 - nb.fx) + (dot[3] - dot[1]) * nb.fx;
+        const T dx = (dots[1] - dots[0]) * (1 - nb.fy) + (dots[3] - dots[2]) * nb.fy;
+        const T dy = (dots[2] - dots[0]) * (1 - nb.fx) + (dots[3] - dots[1]) * nb.fx;
         gl[0] = a * dx * static_cast<T>(lv.w);
         gl[1] = a * dy * static_cast<T>(lv.h);
       }
@@ -333,11 +419,13 @@ SETDET_INLINE void backward_rows(const Tensors<T>& t, const Problem& pb, const L
   }
 }
 
-// One clone per CPU level; D = 16, 32, 64 unrolled, any other D through the generic loop.
+// One clone per CPU level; D = 8, 16, 32, 64 in vector registers, any other D through a buffer.
 template <typename T>
 SETDET_CLONES void forward_block(const Tensors<T>& t, const Problem& pb, const Level<T>* levels,
                                  T* out, int64_t begin, int64_t end) {
   switch (pb.d) {
+    case 8:
+      return forward_rows<T, 8>(t, pb, levels, out, begin, end);
     case 16:
       return forward_rows<T, 16>(t, pb, levels, out, begin, end);
     case 32:
@@ -354,6 +442,9 @@ SETDET_CLONES void backward_block(const Tensors<T>& t, const Problem& pb, const 
                                   int64_t n, int64_t m, int64_t q_begin, int64_t q_end,
                                   T* grad_value, T* grad_loc, T* grad_attn) {
   switch (pb.d) {
+    case 8:
+      return backward_rows<T, 8>(t, pb, levels, n, m, q_begin, q_end, grad_value, grad_loc,
+                                 grad_attn);
     case 16:
       return backward_rows<T, 16>(t, pb, levels, n, m, q_begin, q_end, grad_value, grad_loc,
                                   grad_attn);
