@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <functional>
 #include <string>
 #include <vector>
@@ -107,7 +108,7 @@ TEST(MsDeformAttn, AutogradFlowsThroughProjectionsAsInTheModel) {
   // value / sampling offsets / attention weights from linear layers as in Deformable-DETR's
   // MSDeformAttn; gradients of every parameter equal the composite's.
   const Inputs in = make_inputs(3, 2, 4, 8, {{6, 5}, {3, 3}}, 6, 2, at::kDouble);
-  const int64_t n = 2, s = 39, m = 4, d = 8, lq = 6, levels = 2, p = 2;
+  const int64_t n = 2, s = in.value.size(1), m = 4, d = 8, lq = 6, levels = 2, p = 2;
   torch::manual_seed(11);
   torch::nn::Linear value_proj(m * d, m * d), offsets(m * d, m * levels * p * 2),
       weights(m * d, m * levels * p);

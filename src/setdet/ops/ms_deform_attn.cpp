@@ -8,11 +8,14 @@
 //
 // CPU kernels: value [N, S, M, D] keeps a head's D channels contiguous per position, so each of
 // a sample's four neighbours is one contiguous D-vector (vectorised multiply-adds).
-// - forward: parallel over (n, q) rows; a row's output stays in cache over its M * L * P samples.
+// - forward: parallel over (n, q) rows; a head's D outputs accumulate in vector registers over its
+//   L * P samples.
 // - backward: parallel over (n, m) heads (grad_value[n, :, m, :] is touched by head m of image n
 //   only, so the scatter-adds are race-free and deterministic); when there are more threads than
 //   heads, queries are split further into chunks that accumulate into private grad_value copies,
-//   summed afterwards.
+//   summed afterwards. Per sample: the four dot products <grad_output row, neighbour> give the
+//   attention-weight and location gradients, and the row, scaled, is added to the neighbours'
+//   grad_value rows.
 // bfloat16 / float16 inputs are computed in float32 and cast back; under CPU autocast the op runs
 // in float32 (sampling locations in 16 bits would be off by up to half a pixel on a 152-wide map).
 // On other devices the op is the composite (grid_sample per level), differentiable through
