@@ -92,6 +92,35 @@ def stable_score_order(indices, scores):
     return sorted(idx, key=lambda i: (-float(scores[i]), i))
 
 
+def ms_deform_attn_composite(value, spatial_shapes, sampling_locations, attention_weights):
+    """Multi-scale deformable attention from F.grid_sample, one call per level, as
+    Deformable-DETR's ms_deform_attn_core_pytorch defines it: value [N, S, M, D], spatial_shapes
+    [L, 2], sampling_locations [N, Lq, M, L, P, 2], attention_weights [N, Lq, M, L, P] ->
+    [N, Lq, M * D]."""
+    import torch.nn.functional as F
+    n, _, m, d = value.shape
+    _, lq, _, num_levels, p, _ = sampling_locations.shape
+    sizes = [(int(h), int(w)) for h, w in spatial_shapes.tolist()]
+    levels = value.split([h * w for h, w in sizes], dim=1)
+    grids = 2 * sampling_locations - 1
+    sampled = []
+    for level, (h, w) in enumerate(sizes):
+        # [N, H*W, M, D] -> [N*M, D, H, W]; grid [N, Lq, M, P, 2] -> [N*M, Lq, P, 2]
+        maps = levels[level].permute(0, 2, 3, 1).reshape(n * m, d, h, w)
+        grid = grids[:, :, :, level].transpose(1, 2).reshape(n * m, lq, p, 2)
+        sampled.append(F.grid_sample(maps, grid, mode="bilinear", padding_mode="zeros",
+                                     align_corners=False))  # [N*M, D, Lq, P]
+    weights = attention_weights.transpose(1, 2).reshape(n * m, 1, lq, num_levels * p)
+    out = (torch.stack(sampled, dim=-2).flatten(-2) * weights).sum(-1)  # [N*M, D, Lq]
+    return out.view(n, m * d, lq).transpose(1, 2).contiguous()
+
+
+def level_start_index(spatial_shapes):
+    """[L, 2] (H, W) -> [L]: 0, then the running sum of H * W."""
+    areas = spatial_shapes[:, 0] * spatial_shapes[:, 1]
+    return areas.cumsum(0) - areas
+
+
 def run_cli(*args, threads=2, timeout=900):
     """Runs the setdet CLI named by SETDET_BIN (`setdet` on PATH otherwise) with --threads and
     `args`; returns the subprocess.CompletedProcess (text stdout / stderr)."""

@@ -62,4 +62,22 @@ TORCH_LIBRARY(setdet, m) {
   // Threads of setdet's own pool (all cores by default); set_num_threads(n <= 0) restores it.
   m.def("setdet::num_threads() -> int");
   m.def("setdet::set_num_threads(int n) -> int");
+
+  // Multi-scale deformable attention as Deformable-DETR's MultiScaleDeformableAttnFunction: value
+  // [N, S, M, D] (S = sum of H * W over the levels, each level row-major), spatial_shapes [L, 2]
+  // int64 (H, W), level_start_index [L] int64 (first position of each level in S),
+  // sampling_locations [N, Lq, M, L, P, 2] (x, y in [0, 1] of the level's map), attention_weights
+  // [N, Lq, M, L, P] -> [N, Lq, M * D]: per head, the attention-weighted sum over levels and points
+  // of grid_sample(align_corners=False, padding_mode='zeros') at 2 * loc - 1. float32, float64
+  // (bfloat16 / float16 computed in float32; float32 under CPU autocast). CPU kernels parallel with
+  // LibTorch's threads (torch.set_num_threads); other devices: grid_sample per level.
+  m.def(
+      "setdet::ms_deform_attn(Tensor value, Tensor spatial_shapes, Tensor level_start_index,"
+      " Tensor sampling_locations, Tensor attention_weights) -> Tensor");
+  // (grad_value, grad_sampling_locations, grad_attention_weights) of ms_deform_attn given
+  // grad_output [N, Lq, M * D] (not differentiable itself).
+  m.def(
+      "setdet::_ms_deform_attn_backward(Tensor grad_output, Tensor value, Tensor spatial_shapes,"
+      " Tensor level_start_index, Tensor sampling_locations, Tensor attention_weights)"
+      " -> (Tensor, Tensor, Tensor)");
 }
