@@ -1,4 +1,5 @@
-// `setdet train CONFIG [--work-dir DIR] [--resume | --resume-from CKPT] [--set key=value ...]`:
+// `setdet train CONFIG [--work-dir DIR] [--resume | --resume-from CKPT | --load-from CKPT]
+// [--set key=value ...]`:
 // trains the configured detector with the hook-driven runner. The work directory receives the
 // resolved config (config.yaml), train.log, log.jsonl, checkpoints (latest.pt, epoch_N.pt) and
 // metrics.json. Ctrl-C stops after the current iteration and saves latest.pt (a second Ctrl-C
@@ -19,6 +20,7 @@
 #include "setdet/engine/lr_schedule.h"
 #include "setdet/engine/optim.h"
 #include "setdet/engine/runner.h"
+#include "setdet/io/state_dict.h"
 #include "setdet/models/detector.h"
 
 namespace setdet::cli {
@@ -31,6 +33,7 @@ struct TrainOptions {
   std::string work_dir;
   bool resume = false;
   std::string resume_from;
+  std::string load_from;
   std::vector<std::string> overrides;
 };
 
@@ -70,6 +73,13 @@ int run_train(const TrainOptions& o) {
   // Seed before anything draws random numbers (weight initialisation included).
   torch::manual_seed(options.seed);
   auto model = DetectorRegistry().build(cfg["model"]);
+  if (!o.load_from.empty()) {
+    const ImportReport r = load_initial_weights(o.load_from, *model, cfg);
+    std::cerr << "initial weights: " << r.loaded << " tensors from " << o.load_from;
+    if (!r.ignored_missing.empty())
+      std::cerr << " (" << r.ignored_missing.size() << " kept as built)";
+    std::cerr << "\n";
+  }
   auto optimizer = build_optimizer(cfg["optimizer"], *model);
   auto schedule = build_lr_schedule(cfg.find("lr_schedule"));
 
@@ -135,9 +145,16 @@ const RegisterCommand kTrain{
       app.add_option("--work-dir", o->work_dir,
                      "output directory (default: work_dirs/<config stem>)");
       auto* resume = app.add_flag("--resume", o->resume, "resume from <work-dir>/latest.pt");
-      app.add_option("--resume-from", o->resume_from, "resume from this checkpoint")
+      auto* resume_from =
+          app.add_option("--resume-from", o->resume_from, "resume from this checkpoint")
+              ->check(CLI::ExistingFile)
+              ->excludes(resume);
+      app.add_option("--load-from", o->load_from,
+                     "initial weights: a setdet checkpoint or a torch.save state_dict (names "
+                     "mapped by the config's checkpoint_import); training starts at iteration 0")
           ->check(CLI::ExistingFile)
-          ->excludes(resume);
+          ->excludes(resume)
+          ->excludes(resume_from);
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
           ->allow_extra_args(false);
       return [o] { return run_train(*o); };

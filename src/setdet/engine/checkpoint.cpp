@@ -85,6 +85,32 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   write_file_atomic(path, bytes.str());
 }
 
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_model_tensors(const std::string& path) {
+  SETDET_CHECK(std::filesystem::is_regular_file(path), "checkpoint not found: ", path);
+  torch::serialize::InputArchive archive;
+  try {
+    archive.load_from(path);
+  } catch (const c10::Error& e) {
+    throw Error(path + ": not a readable checkpoint (" + e.what_without_backtrace() + ")");
+  }
+  c10::IValue format;
+  SETDET_CHECK(
+      archive.try_read("format", format) && format.isString() && format.toStringRef() == kFormat,
+      path, ": not a setdet checkpoint (expected format '", kFormat, "')");
+  std::vector<std::pair<std::string, at::Tensor>> out;
+  for (const auto& [group, is_buffer] : {std::pair<const char*, bool>{"model/params", false},
+                                         std::pair<const char*, bool>{"model/buffers", true}}) {
+    torch::serialize::InputArchive sub;
+    archive.read(group, sub);
+    for (const auto& key : sub.keys()) {
+      at::Tensor t;
+      SETDET_CHECK(sub.try_read(key, t, is_buffer), path, ": cannot read model entry '", key, "'");
+      out.emplace_back(key, t);
+    }
+  }
+  return out;
+}
+
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
                                  torch::optim::Optimizer* optimizer,
                                  const std::string& optimizer_type, bool restore_rng) {

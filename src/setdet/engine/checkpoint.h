@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace setdet {
 
@@ -41,6 +43,10 @@ struct LoadedCheckpoint {
 // and, when `optimizer` is given, its state (the checkpoint's optimizer_type must equal
 // `optimizer_type`). restore_rng: set LibTorch's default CPU generator to the saved state.
 // Errors name the file and the offending entry.
+// The model parameters and buffers stored in the setdet checkpoint `path`, by name (parameters
+// first, each group in stored order), as CPU tensors.
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_model_tensors(const std::string& path);
+
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
                                  torch::optim::Optimizer* optimizer = nullptr,
                                  const std::string& optimizer_type = "", bool restore_rng = false);

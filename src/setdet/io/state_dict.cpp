@@ -186,4 +186,13 @@ LoadedWeights load_model_weights(const std::string& path, torch::nn::Module& mod
   return out;
 }
 
+ImportReport load_initial_weights(const std::string& path, torch::nn::Module& model,
+                                  const Config& cfg) {
+  const CheckpointImportRules rules = CheckpointImportRules::from_config(cfg);
+  return import_state_dict(
+      path,
+      is_torchscript_archive(path) ? checkpoint_model_tensors(path) : load_pth_state_dict(path),
+      model, rules);
+}
+
 }  // namespace setdet

@@ -70,4 +70,10 @@ struct LoadedWeights {
 LoadedWeights load_model_weights(const std::string& path, torch::nn::Module& model,
                                  const Config& cfg);
 
+// Initial weights for training (MMDetection's load_from): the model tensors of a setdet
+// checkpoint or a torch.save state_dict, imported with import_state_dict and the rules of `cfg`'s
+// `checkpoint_import` node (e.g. ignore_missing for a head the checkpoint does not have yet).
+ImportReport load_initial_weights(const std::string& path, torch::nn::Module& model,
+                                  const Config& cfg);
+
 }  // namespace setdet
