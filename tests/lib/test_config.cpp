@@ -1,11 +1,10 @@
-#include "setdet/config/config.h"
-
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "setdet/config/config.h"
 #include "setdet/config/registry.h"
 #include "testing.h"
 
@@ -31,8 +30,10 @@ struct TempDir {
 
 TEST(Config, BaseInheritanceMergesMapsAndReplacesScalars) {
   TempDir dir;
-  dir.write("base.yaml", "model:\n  head: {num_convs: 4, channels: 256}\n  neck: {type: FPN}\nlr: 0.01\n");
-  const auto child = dir.write("child.yaml", "_base_: base.yaml\nmodel:\n  head: {num_convs: 2}\nlr: 0.002\n");
+  dir.write("base.yaml",
+            "model:\n  head: {num_convs: 4, channels: 256}\n  neck: {type: FPN}\nlr: 0.01\n");
+  const auto child =
+      dir.write("child.yaml", "_base_: base.yaml\nmodel:\n  head: {num_convs: 2}\nlr: 0.002\n");
   const Config cfg = Config::load(child.string());
   EXPECT_EQ(cfg["model"]["head"].get<int>("num_convs"), 2);
   EXPECT_EQ(cfg["model"]["head"].get<int>("channels"), 256);
@@ -52,7 +53,8 @@ TEST(Config, DeleteMarkerRemovesInheritedKey) {
 
 TEST(Config, DeleteTrueReplacesTheInheritedMap) {
   TempDir dir;
-  dir.write("base.yaml", "model: {assigner: {type: FCOSAssigner, regress_ranges: [[-1, 8]]}, k: 1}\n");
+  dir.write("base.yaml",
+            "model: {assigner: {type: FCOSAssigner, regress_ranges: [[-1, 8]]}, k: 1}\n");
   const auto child = dir.write(
       "child.yaml", "_base_: base.yaml\nmodel: {assigner: {_delete_: true, type: ATSSAssigner}}\n");
   const Config cfg = Config::load(child.string());
@@ -64,8 +66,9 @@ TEST(Config, DeleteTrueReplacesTheInheritedMap) {
       "off.yaml", "_base_: base.yaml\nmodel: {assigner: {_delete_: false, type: ATSSAssigner}}\n");
   EXPECT_TRUE(Config::load(off.string())["model"]["assigner"].has("regress_ranges"));
   const auto bad = dir.write("bad.yaml", "_base_: base.yaml\nmodel: {assigner: {_delete_: 3}}\n");
-  EXPECT_NE(error_of([&] { Config::load(bad.string()); }).find("_delete_ inside a map must be true"),
-            std::string::npos);
+  EXPECT_NE(
+      error_of([&] { Config::load(bad.string()); }).find("_delete_ inside a map must be true"),
+      std::string::npos);
 }
 
 TEST(Config, InheritanceCycleIsAnError) {
@@ -104,8 +107,8 @@ SETDET_REGISTER(TestShapeRegistry, "Square", [](const Config& cfg) {
 });
 
 TEST(Registry, BuildsRegisteredTypeAndNamesKnownChoicesOtherwise) {
-  const Config cfg = Config::parse("a: {type: Square, side: 3}\nb: {type: Circle}\nc: {side: 1}\n",
-                                   "shapes.yaml");
+  const Config cfg =
+      Config::parse("a: {type: Square, side: 3}\nb: {type: Circle}\nc: {side: 1}\n", "shapes.yaml");
   EXPECT_EQ(*TestShapeRegistry().build(cfg["a"]), 9);
   EXPECT_EQ(error_of([&] { TestShapeRegistry().build(cfg["b"]); }),
             "shapes.yaml: b.type: unknown shape 'Circle' (known: Square)");

@@ -138,6 +138,53 @@ SyntheticImage render_synthetic_image(uint64_t seed, SyntheticSplit split, int64
   return out;
 }
 
+void check_synthetic_image_options(const std::string& what, int size, const std::string& format,
+                                   int jpeg_quality) {
+  SETDET_CHECK(size >= 64 && size <= 4096, what, ": size must be in [64, 4096], got ", size);
+  SETDET_CHECK(format == "jpg" || format == "png", what, ": format must be 'jpg' or 'png', got '",
+               format, "'");
+  SETDET_CHECK(jpeg_quality >= 1 && jpeg_quality <= 100, what,
+               ": jpeg quality must be in [1, 100], got ", jpeg_quality);
+}
+
+void create_directories(const std::filesystem::path& root,
+                        const std::vector<std::string>& subdirs) {
+  for (const auto& sub : subdirs) {
+    std::error_code ec;
+    std::filesystem::create_directories(root / sub, ec);
+    SETDET_CHECK(!ec, (root / sub).string(), ": cannot create directory (", ec.message(), ")");
+  }
+}
+
+CocoDataset synthetic_coco_split(const std::vector<std::string>& class_names,
+                                 const std::vector<std::string>& file_names,
+                                 const std::vector<std::vector<SyntheticObject>>& objects,
+                                 int size) {
+  CocoDataset ds;
+  for (size_t c = 0; c < class_names.size(); ++c) {
+    ds.categories.push_back({static_cast<int64_t>(c + 1), class_names[c], "shape"});
+  }
+  int64_t ann_id = 1;
+  for (size_t i = 0; i < file_names.size(); ++i) {
+    CocoImage im;
+    im.id = static_cast<int64_t>(i) + 1;
+    im.file_name = file_names[i];
+    im.width = size;
+    im.height = size;
+    ds.images.push_back(im);
+    for (const auto& obj : objects[i]) {
+      CocoAnnotation ann;
+      ann.id = ann_id++;
+      ann.image_id = im.id;
+      ann.category_id = obj.category_id;
+      ann.bbox = obj.bbox;
+      ann.area = static_cast<double>(obj.visible_pixels);
+      ds.annotations.push_back(ann);
+    }
+  }
+  return ds;
+}
+
 SyntheticSummary generate_synthetic_dataset(const SyntheticOptions& options) {
   namespace fs = std::filesystem;
   SETDET_CHECK(!options.out_dir.empty(), "synthetic dataset: --out must name a directory");
@@ -146,20 +193,12 @@ SyntheticSummary generate_synthetic_dataset(const SyntheticOptions& options) {
                " num_val=", options.num_val);
   SETDET_CHECK(options.num_train + options.num_val > 0,
                "synthetic dataset: nothing to generate (num_train = num_val = 0)");
-  SETDET_CHECK(options.size >= 64 && options.size <= 4096,
-               "synthetic dataset: size must be in [64, 4096], got ", options.size);
-  SETDET_CHECK(options.format == "jpg" || options.format == "png",
-               "synthetic dataset: format must be 'jpg' or 'png', got '", options.format, "'");
-  SETDET_CHECK(options.jpeg_quality >= 1 && options.jpeg_quality <= 100,
-               "synthetic dataset: jpeg quality must be in [1, 100], got ", options.jpeg_quality);
+  check_synthetic_image_options("synthetic dataset", options.size, options.format,
+                                options.jpeg_quality);
 
   const auto start = std::chrono::steady_clock::now();
   const fs::path root(options.out_dir);
-  std::error_code ec;
-  for (const char* sub : {"train", "val", "annotations"}) {
-    fs::create_directories(root / sub, ec);
-    SETDET_CHECK(!ec, (root / sub).string(), ": cannot create directory (", ec.message(), ")");
-  }
+  create_directories(root, {"train", "val", "annotations"});
 
   ScopedOpenCvSerial serial;
   SyntheticSummary summary;
@@ -184,29 +223,8 @@ SyntheticSummary generate_synthetic_dataset(const SyntheticOptions& options) {
       }
     });
 
-    CocoDataset ds;
-    const auto& classes = synthetic_class_names();
-    for (size_t c = 0; c < classes.size(); ++c) {
-      ds.categories.push_back({static_cast<int64_t>(c + 1), classes[c], "shape"});
-    }
-    int64_t ann_id = 1;
-    for (int64_t i = 0; i < sp.count; ++i) {
-      CocoImage im;
-      im.id = i + 1;
-      im.file_name = names[i];
-      im.width = options.size;
-      im.height = options.size;
-      ds.images.push_back(im);
-      for (const auto& obj : objects[i]) {
-        CocoAnnotation ann;
-        ann.id = ann_id++;
-        ann.image_id = im.id;
-        ann.category_id = obj.category_id;
-        ann.bbox = obj.bbox;
-        ann.area = static_cast<double>(obj.visible_pixels);
-        ds.annotations.push_back(ann);
-      }
-    }
+    const CocoDataset ds =
+        synthetic_coco_split(synthetic_class_names(), names, objects, options.size);
     summary.images += sp.count;
     summary.annotations += static_cast<int64_t>(ds.annotations.size());
     write_coco_instances(

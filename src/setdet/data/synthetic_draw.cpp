@@ -186,7 +186,7 @@ cv::Vec3b mix(const cv::Vec3b& a, const cv::Vec3b& b, float t) {
   return {channel(a[0], b[0]), channel(a[1], b[1]), channel(a[2], b[2])};
 }
 
-cv::Mat render_background(Rng& rng, int size) {
+cv::Mat render_background(Rng& rng, int size, int max_strokes) {
   const int g = static_cast<int>(rng.randint(2, 5));
   const cv::Vec3b base = random_colour(rng);
   cv::Mat grid(g, g, CV_8UC3);
@@ -209,7 +209,7 @@ cv::Mat render_background(Rng& rng, int size) {
       }
     }
   }
-  const int64_t strokes = rng.randint(0, 6);
+  const int64_t strokes = rng.randint(0, max_strokes);
   for (int64_t i = 0; i < strokes; ++i) {
     const cv::Vec3b c = random_colour(rng);
     const cv::Scalar colour(c[0], c[1], c[2]);

@@ -87,8 +87,9 @@ class Texture {
 void paint_shape(cv::Mat& image, cv::Mat& owner, const ShapeMask& shape, cv::Point origin,
                  const Texture& texture, const cv::Vec3b& a, const cv::Vec3b& b, int16_t id);
 
-// Low-frequency colour field + optional faint texture + thin clutter strokes, size x size BGR.
-cv::Mat render_background(Rng& rng, int size);
+// Low-frequency colour field + optional faint texture + 0..max_strokes thin clutter strokes,
+// size x size BGR.
+cv::Mat render_background(Rng& rng, int size, int max_strokes = 6);
 
 // Per-pixel noise (Irwin-Hall approximation of a Gaussian) and a linear illumination ramp.
 void add_noise_and_light(cv::Mat& image, Rng& rng);
