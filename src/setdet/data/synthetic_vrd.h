@@ -3,7 +3,7 @@
 // JSON for the objects. It makes the Open Images 2019 winner's point testable: some predicates
 // are decidable from boxes and classes alone, others only from pixels.
 //
-// Objects: 6 classes (circle, square, triangle, star, hexagon, cross), 3-8 per image, placed in
+// Objects: 6 classes (circle, square, triangle, star, hexagon, cross), 2-8 per image, placed in
 // groups (a single object, a pair stacked "on", a pair "under", a small object inside a large one,
 // a pair side by side) that never touch each other. Each object is plain (one colour) or has
 // an attribute texture in two colours: striped, dotted or checkered. Colours of different
