@@ -13,14 +13,13 @@ listed in $SETDET_BENCH_PYTHONPATH (os.pathsep-separated); a missing one is repo
 tool, default 3), SETDET_BENCH_PYCOCO_REPEATS (default 1: pycocotools takes about a minute)."""
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gen_coco_bench  # noqa: E402
+from process_timing import measure  # noqa: E402
 
 STAT_NAMES = ["AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm",
               "ARl"]
@@ -73,17 +72,6 @@ def child_env():
     return env
 
 
-def run_child(cmd, env, log_path):
-    """Runs cmd to completion; returns (wall seconds, peak RSS MiB, exit code)."""
-    with open(log_path, "w") as log:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
-        seconds = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return seconds, usage.ru_maxrss / 1024.0, proc.returncode  # ru_maxrss is KiB on Linux
-
-
 def python_tool_version(module, dist, env):
     """(version, directory) of an importable module, or None."""
     proc = subprocess.run([sys.executable, "-c", VERSION_SCRIPT, module, dist], env=env,
@@ -104,23 +92,9 @@ def dataset(cache_root):
     return gt, dt
 
 
-def measure(name, cmd, repeats, env, work):
-    """Median seconds, max peak MiB, stats (from the last run) or an error string."""
-    times, peaks, stats = [], [], None
-    for r in range(repeats):
-        out = os.path.join(work, f"{name.split()[0]}_{len(os.listdir(work))}.json")
-        log = out + ".log"
-        seconds, peak, code = run_child(cmd + [out], env, log)
-        if code != 0 or not os.path.exists(out):
-            with open(log) as f:
-                tail = f.read()[-800:]
-            return None, None, None, f"failed (exit {code}): {tail.strip()}"
-        with open(out) as f:
-            stats = json.load(f)["stats"]
-        times.append(seconds)
-        peaks.append(peak)
-        print(f"  {name}: run {r + 1}/{repeats}: {seconds:.2f} s, {peak:.0f} MiB", flush=True)
-    return statistics.median(times), max(peaks), stats, None
+def read_stats(path):
+    with open(path) as f:
+        return json.load(f)["stats"]
 
 
 def main():
@@ -171,7 +145,9 @@ def main():
     results = []
     with tempfile.TemporaryDirectory() as work:
         for name, version, cmd, n in tools:
-            results.append((name, version) + measure(name, cmd, n, env, work))
+            out = os.path.join(work, "stats.json")
+            results.append((name, version) + measure(name, cmd + [out], out, n, env, work,
+                                                     read_stats))
 
     by_name = {r[0]: r for r in results}
     reference = by_name.get("pycocotools")

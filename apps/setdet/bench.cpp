@@ -352,7 +352,8 @@ const RegisterCommand kBench{
       app.add_option("--repeats", o->repeats, "timed runs");
       app.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber);
       app.add_flag("--no-fuse", o->no_fuse, "keep BatchNorms unfolded");
-      app.add_flag("--breakdown", o->breakdown, "network: also time backbone, neck, head; e2e: time each stage");
+      app.add_flag("--breakdown", o->breakdown,
+                   "network: also time backbone, neck, head; e2e: time each stage");
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
           ->allow_extra_args(false);
       return [o] {

@@ -9,10 +9,14 @@
 //
 // The setup function adds the subcommand's options to `app` and returns the action run when the
 // subcommand is chosen (its return value is the process exit code).
+//
+// A command group (`setdet vrd eval`, `setdet vrd train`, ...) is a command whose setup calls
+// add_subcommands(app, "vrd"); each member registers itself from its own file:
+//
+//   static const setdet::cli::RegisterSubcommand kVrdEval{"vrd", "eval", "...", setup};
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <string>
 #include <vector>
@@ -35,5 +39,18 @@ struct RegisterCommand {
     commands().push_back({std::move(name), std::move(help), std::move(setup)});
   }
 };
+
+// The registered members of a command group.
+std::vector<Command>& subcommands(const std::string& group);
+
+struct RegisterSubcommand {
+  RegisterSubcommand(const std::string& group, std::string name, std::string help, Setup setup) {
+    subcommands(group).push_back({std::move(name), std::move(help), std::move(setup)});
+  }
+};
+
+// Adds the members of `group` to `app` (one of them is required) and returns the action that
+// runs the chosen one.
+Action add_subcommands(CLI::App& app, const std::string& group);
 
 }  // namespace setdet::cli

@@ -1,4 +1,5 @@
 // `setdet data synth`: writes the synthetic shapes dataset in COCO format.
+// `setdet data synth-vrd`: writes the synthetic relationship dataset (Open Images VRD CSVs + COCO).
 // `setdet data bench`: measures the loader (decode + transforms + collation) on a COCO dataset.
 #include <chrono>
 #include <cstdio>
@@ -11,6 +12,7 @@
 #include "setdet/core/error.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/synthetic.h"
+#include "setdet/data/synthetic_vrd.h"
 
 namespace setdet::cli {
 namespace {
@@ -23,6 +25,22 @@ int run_synth(const SyntheticOptions& options) {
       static_cast<long long>(s.images), static_cast<long long>(options.num_train),
       static_cast<long long>(options.num_val), static_cast<long long>(s.annotations),
       options.out_dir.c_str(), s.seconds, s.images / std::max(s.seconds, 1e-9));
+  return 0;
+}
+
+int run_synth_vrd(const SyntheticVrdOptions& options) {
+  const SyntheticVrdSummary s = generate_synthetic_vrd_dataset(options);
+  std::printf(
+      "wrote %lld images (%lld train, %lld val, %lld test) with %lld objects and %lld "
+      "relationships to %s in %.2f s (%.0f images/s)\n",
+      static_cast<long long>(s.images), static_cast<long long>(options.num_train),
+      static_cast<long long>(options.num_val), static_cast<long long>(options.num_test),
+      static_cast<long long>(s.objects), static_cast<long long>(s.relations),
+      options.out_dir.c_str(), s.seconds, s.images / std::max(s.seconds, 1e-9));
+  const auto& names = synthetic_vrd_predicate_names();
+  for (size_t p = 0; p < names.size(); ++p) {
+    std::printf("  %-16s %8lld\n", names[p].c_str(), static_cast<long long>(s.per_predicate[p]));
+  }
   return 0;
 }
 
@@ -90,59 +108,83 @@ int run_bench(const BenchOptions& o) {
 }
 
 const RegisterCommand kData{
-    "data", "datasets: generate the synthetic shapes dataset, benchmark the loader",
-    [](CLI::App& app) -> Action {
-      app.require_subcommand(1);
-      auto synth_opts = std::make_shared<SyntheticOptions>();
-      CLI::App* synth =
-          app.add_subcommand("synth", "write the synthetic shapes dataset (COCO format) to --out");
-      synth->add_option("--out", synth_opts->out_dir, "output directory")->required();
-      synth->add_option("--num-train", synth_opts->num_train, "training images")
-          ->capture_default_str()
-          ->check(CLI::NonNegativeNumber);
-      synth->add_option("--num-val", synth_opts->num_val, "validation images")
-          ->capture_default_str()
-          ->check(CLI::NonNegativeNumber);
-      synth->add_option("--seed", synth_opts->seed, "random seed")->capture_default_str();
-      synth->add_option("--size", synth_opts->size, "image width and height, pixels")
-          ->capture_default_str()
-          ->check(CLI::Range(64, 4096));
-      synth->add_option("--format", synth_opts->format, "image format")
-          ->capture_default_str()
-          ->check(CLI::IsMember({"jpg", "png"}));
-      synth->add_option("--jpeg-quality", synth_opts->jpeg_quality, "JPEG quality")
-          ->capture_default_str()
-          ->check(CLI::Range(1, 100));
+    "data", "datasets: generate the synthetic shapes / relationship datasets, benchmark the loader",
+    [](CLI::App& app) { return add_subcommands(app, "data"); }};
 
-      auto bench_opts = std::make_shared<BenchOptions>();
-      CLI::App* bench = app.add_subcommand(
-          "bench",
-          "time the data loader: --config FILE [--key data.train], or --ann-file and "
-          "--img-dir with the default 256 px training pipeline");
-      bench->add_option("--config", bench_opts->config, "YAML config holding a loader node");
-      bench->add_option("--key", bench_opts->key, "key path of the loader node in --config")
+// --seed, --size, --format, --jpeg-quality of the synthetic generators.
+template <typename Options>
+void add_image_options(CLI::App& app, Options& o, int min_size) {
+  app.add_option("--seed", o.seed, "random seed")->capture_default_str();
+  app.add_option("--size", o.size, "image width and height, pixels")
+      ->capture_default_str()
+      ->check(CLI::Range(min_size, 4096));
+  app.add_option("--format", o.format, "image format")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"jpg", "png"}));
+  app.add_option("--jpeg-quality", o.jpeg_quality, "JPEG quality")
+      ->capture_default_str()
+      ->check(CLI::Range(1, 100));
+}
+
+const RegisterSubcommand kSynth{
+    "data", "synth", "write the synthetic shapes dataset (COCO format) to --out",
+    [](CLI::App& app) {
+      auto o = std::make_shared<SyntheticOptions>();
+      app.add_option("--out", o->out_dir, "output directory")->required();
+      app.add_option("--num-train", o->num_train, "training images")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      app.add_option("--num-val", o->num_val, "validation images")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      add_image_options(app, *o, 64);
+      return [o] { return run_synth(*o); };
+    }};
+
+const RegisterSubcommand kSynthVrd{
+    "data", "synth-vrd",
+    "write the synthetic relationship dataset (Open Images VRD CSVs + COCO objects) to --out",
+    [](CLI::App& app) {
+      auto o = std::make_shared<SyntheticVrdOptions>();
+      app.add_option("--out", o->out_dir, "output directory")->required();
+      app.add_option("--num-train", o->num_train, "training images")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      app.add_option("--num-val", o->num_val, "validation images (held apart for stage 3)")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      app.add_option("--num-test", o->num_test, "test images")
+          ->capture_default_str()
+          ->check(CLI::NonNegativeNumber);
+      add_image_options(app, *o, 128);
+      return [o] { return run_synth_vrd(*o); };
+    }};
+
+const RegisterSubcommand kDataBench{
+    "data", "bench",
+    "time the data loader: --config FILE [--key data.train], or --ann-file and --img-dir with "
+    "the default 256 px training pipeline",
+    [](CLI::App& app) {
+      auto o = std::make_shared<BenchOptions>();
+      app.add_option("--config", o->config, "YAML config holding a loader node");
+      app.add_option("--key", o->key, "key path of the loader node in --config")
           ->capture_default_str();
-      bench->add_option("--ann-file", bench_opts->ann_file, "COCO instances JSON");
-      bench->add_option("--img-dir", bench_opts->img_dir, "image directory");
-      bench->add_option("--size", bench_opts->size, "Resize scale, pixels")
+      app.add_option("--ann-file", o->ann_file, "COCO instances JSON");
+      app.add_option("--img-dir", o->img_dir, "image directory");
+      app.add_option("--size", o->size, "Resize scale, pixels")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
-      bench->add_option("--batch-size", bench_opts->batch_size, "images per batch")
+      app.add_option("--batch-size", o->batch_size, "images per batch")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
-      bench->add_option("--workers", bench_opts->num_workers, "loader worker threads")
+      app.add_option("--workers", o->num_workers, "loader worker threads")
           ->capture_default_str()
           ->check(CLI::NonNegativeNumber);
-      bench->add_option("--batches", bench_opts->batches, "batches to time")
+      app.add_option("--batches", o->batches, "batches to time")
           ->capture_default_str()
           ->check(CLI::PositiveNumber);
-      bench->add_option("--seed", bench_opts->seed, "loader seed")->capture_default_str();
-
-      return [synth, bench, synth_opts, bench_opts]() -> int {
-        if (synth->parsed()) return run_synth(*synth_opts);
-        if (bench->parsed()) return run_bench(*bench_opts);
-        return 1;
-      };
+      app.add_option("--seed", o->seed, "loader seed")->capture_default_str();
+      return [o] { return run_bench(*o); };
     }};
 
 }  // namespace

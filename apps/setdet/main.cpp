@@ -15,6 +15,30 @@ std::vector<Command>& commands() {
   return registry;
 }
 
+std::vector<Command>& subcommands(const std::string& group) {
+  static std::map<std::string, std::vector<Command>> registry;
+  return registry[group];
+}
+
+Action add_subcommands(CLI::App& app, const std::string& group) {
+  app.require_subcommand(1);
+  auto members = subcommands(group);
+  std::sort(members.begin(), members.end(),
+            [](const Command& a, const Command& b) { return a.name < b.name; });
+  std::vector<std::pair<CLI::App*, Action>> actions;
+  for (const auto& member : members) {
+    CLI::App* sub = app.add_subcommand(member.name, member.help);
+    sub->fallthrough();
+    actions.emplace_back(sub, member.setup(*sub));
+  }
+  return [actions]() -> int {
+    for (const auto& [sub, action] : actions) {
+      if (sub->parsed()) return action();
+    }
+    return 1;
+  };
+}
+
 }  // namespace setdet::cli
 
 int main(int argc, char** argv) {

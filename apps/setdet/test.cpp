@@ -22,6 +22,7 @@
 #include "setdet/config/config.h"
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/coco.h"
+#include "setdet/core/io/json_text.h"
 #include "setdet/engine/evaluator.h"
 #include "setdet/engine/loader_source.h"
 #include "setdet/engine/runner.h"

@@ -1,11 +1,11 @@
-#include "setdet/core/parallel.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
 #include <numeric>
 #include <stdexcept>
 #include <vector>
+
+#include "setdet/core/parallel.h"
 
 namespace setdet {
 namespace {

@@ -6,11 +6,11 @@
 #include <numeric>
 #include <opencv2/core.hpp>
 
+#include "point_testing.h"
 #include "setdet/assign/atss_assigner.h"
 #include "setdet/config/config.h"
 #include "setdet/data/synthetic.h"
 #include "setdet/models/detectors/fcos.h"
-#include "point_testing.h"
 
 namespace setdet {
 namespace {

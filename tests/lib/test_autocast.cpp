@@ -41,8 +41,9 @@ TEST(Autocast, ParsesTheConfigValues) {
   EXPECT_EQ(RunnerOptions::from_config(Config::parse("{max_iters: 3}", "r.yaml")).autocast,
             std::nullopt);
   const auto bad = Config::parse("runner: {max_iters: 3, autocast: half}\n", "r.yaml");
-  EXPECT_NE(error_of([&] { RunnerOptions::from_config(bad["runner"]); })
-                .find("r.yaml: runner.autocast: unknown autocast 'half'"),
+  EXPECT_NE(error_of([&] {
+              RunnerOptions::from_config(bad["runner"]);
+            }).find("r.yaml: runner.autocast: unknown autocast 'half'"),
             std::string::npos);
 }
 
@@ -67,8 +68,9 @@ TEST(Autocast, GuardScopesAndRestoresTheState) {
   }
   EXPECT_FALSE(at::autocast::is_cpu_enabled());
   EXPECT_EQ(conv->forward(x).scalar_type(), at::kFloat);
-  EXPECT_NE(error_of([] { AutocastGuard g(c10::ScalarType::Half, c10::DeviceType::CPU); })
-                .find("float16 runs on CUDA only"),
+  EXPECT_NE(error_of([] {
+              AutocastGuard g(c10::ScalarType::Half, c10::DeviceType::CPU);
+            }).find("float16 runs on CUDA only"),
             std::string::npos);
   EXPECT_FALSE(at::autocast::is_cpu_enabled());
 }
@@ -130,9 +132,9 @@ TEST(Autocast, FcosTrainsUnderBfloat16) {
   // And it learns: 30 SGD steps under autocast as in the float32 overfit test.
   torch::manual_seed(3);
   auto fresh = tiny_fcos();
-  const auto totals = test_util::sgd_loss_totals(
-      *fresh, batch, 30, {"loss_cls", "loss_bbox", "loss_centerness"}, 1,
-      c10::ScalarType::BFloat16);
+  const auto totals =
+      test_util::sgd_loss_totals(*fresh, batch, 30, {"loss_cls", "loss_bbox", "loss_centerness"}, 1,
+                                 c10::ScalarType::BFloat16);
   ASSERT_EQ(totals.size(), 30u);
   EXPECT_LT(totals.back(), 0.6 * totals.front());
 }

@@ -1,10 +1,7 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <opencv2/core.hpp>
 #include <set>
 #include <sstream>
@@ -13,6 +10,7 @@
 #include "setdet/core/io/coco.h"
 #include "setdet/data/random.h"
 #include "setdet/data/synthetic.h"
+#include "testing.h"
 
 namespace setdet {
 namespace {
@@ -20,21 +18,8 @@ namespace {
 namespace fs = std::filesystem;
 using Limits = SyntheticLimits;
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& tag) {
-    path =
-        fs::temp_directory_path() / ("setdet_data_synth_" + tag + "_" + std::to_string(::getpid()));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-std::string read_bytes(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
+using test_util::read_bytes;
+using test_util::TempDir;
 
 double iou_xywh(const std::array<double, 4>& a, const std::array<double, 4>& b) {
   const double iw = std::min(a[0] + a[2], b[0] + b[2]) - std::max(a[0], b[0]);
@@ -177,7 +162,7 @@ TEST(Synthetic, RejectsBadSizes) {
 }
 
 TEST(Synthetic, WritesACocoDatasetDeterministically) {
-  TempDir a("a"), b("b"), c("c");
+  TempDir a("data_synth_a"), b("data_synth_b"), c("data_synth_c");
   SyntheticOptions o;
   o.num_train = 9;
   o.num_val = 4;

@@ -3,9 +3,9 @@
 
 #include <limits>
 
+#include "point_testing.h"
 #include "setdet/assign/fcos_assigner.h"
 #include "setdet/config/config.h"
-#include "point_testing.h"
 
 namespace setdet {
 namespace {

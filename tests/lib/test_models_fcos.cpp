@@ -1,9 +1,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "detector_testing.h"
 #include "setdet/config/config.h"
 #include "setdet/models/detectors/fcos.h"
-#include "detector_testing.h"
 
 namespace setdet {
 namespace {
@@ -91,8 +91,8 @@ TEST(FCOS, StateDictMirrorsTorchvisionFcosResnet50Fpn) {
 TEST(FCOS, OverfitsTwoImagesInThirtyIterations) {
   torch::manual_seed(1);
   auto model = demo_model();
-  const auto totals = test_util::sgd_loss_totals(
-      *model, two_image_batch(5), 30, {"loss_cls", "loss_bbox", "loss_centerness"}, 1);
+  const auto totals = test_util::sgd_loss_totals(*model, two_image_batch(5), 30,
+                                                 {"loss_cls", "loss_bbox", "loss_centerness"}, 1);
   ASSERT_EQ(totals.size(), 30u);
   EXPECT_LT(totals.back(), 0.6 * totals.front());
 }

@@ -6,13 +6,13 @@
 #include <string>
 #include <vector>
 
+#include "detector_testing.h"
 #include "setdet/assign/one_to_one.h"
 #include "setdet/config/config.h"
 #include "setdet/losses/focal_loss.h"
 #include "setdet/losses/pss_loss.h"
 #include "setdet/losses/rank_loss.h"
 #include "setdet/models/detectors/fcos_pss.h"
-#include "detector_testing.h"
 
 namespace setdet {
 namespace {

@@ -3,13 +3,13 @@
 
 #include <cmath>
 
+#include "detector_testing.h"
 #include "setdet/assign/max_iou_assigner.h"
 #include "setdet/config/config.h"
 #include "setdet/data/transforms.h"
 #include "setdet/models/detectors/retinanet.h"
 #include "setdet/structures/anchors.h"
 #include "setdet/structures/box_coder.h"
-#include "detector_testing.h"
 
 namespace setdet {
 namespace {

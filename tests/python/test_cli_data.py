@@ -1,4 +1,6 @@
-"""`setdet data synth` and `setdet data bench` through the CLI binary (SETDET_BIN)."""
+"""`setdet data synth`, `setdet data synth-vrd` and `setdet data bench` through the CLI binary
+(SETDET_BIN)."""
+import csv
 import filecmp
 import json
 import os
@@ -93,6 +95,50 @@ class DataCliTest(unittest.TestCase):
         r = run("data", "synth", "--out", os.path.join(self.tmp, "y"), "--size", "16")
         self.assertNotEqual(r.returncode, 0)
         self.assertIn("--size", r.stderr + r.stdout)
+
+    def test_synth_vrd_writes_open_images_csvs_that_score_one_against_themselves(self):
+        out = os.path.join(self.tmp, "vrd")
+        r = run("data", "synth-vrd", "--out", out, "--num-train", "4", "--num-val", "2",
+                "--num-test", "3", "--seed", "2", "--size", "128")
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("wrote 9 images (4 train, 2 val, 3 test)", r.stdout)
+        ann = os.path.join(out, "annotations")
+        with open(os.path.join(ann, "class_descriptions.csv")) as f:
+            names = [row["LabelName"] for row in csv.DictReader(f)]
+        self.assertEqual(names, ["circle", "square", "triangle", "star", "hexagon", "cross",
+                                 "striped", "dotted", "checkered"])
+        for split, count in (("train", 4), ("val", 2), ("test", 3)):
+            with open(os.path.join(ann, f"instances_{split}.json")) as f:
+                coco = json.load(f)
+            self.assertEqual(len(coco["images"]), count)
+            files = {im["file_name"] for im in coco["images"]}
+            self.assertEqual(files, {f"{split}_{i:06d}.jpg" for i in range(count)})
+            for name in files:
+                self.assertTrue(os.path.isfile(os.path.join(out, split, name)))
+            gt = os.path.join(ann, f"vrd_{split}.csv")
+            with open(gt) as f:
+                rows = list(csv.DictReader(f))
+            self.assertGreater(len(rows), 0)
+            for row in rows:
+                self.assertIn(row["ImageID"] + ".jpg", files)
+                if row["RelationshipLabel"] == "is":  # box 2 = box 1, LabelName2 the attribute
+                    self.assertIn(row["LabelName2"], ("striped", "dotted", "checkered"))
+                    for c in ("XMin", "XMax", "YMin", "YMax"):
+                        self.assertEqual(row[c + "1"], row[c + "2"])
+            # the ground truth as detections with score 1 scores 1
+            dt = os.path.join(self.tmp, f"dt_{split}.csv")
+            with open(gt) as f, open(dt, "w") as g:
+                lines = f.read().splitlines()
+                g.write(lines[0] + ",Score\n" + "".join(line + ",1\n" for line in lines[1:]))
+            metrics = os.path.join(self.tmp, f"metrics_{split}.json")
+            r = run("vrd", "eval", "--gt", gt, "--labels", os.path.join(ann, f"labels_{split}.csv"),
+                    "--dt", dt, "--json", metrics)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            with open(metrics) as f:
+                m = json.load(f)
+            for key in ("mAP_relationship", "recall50_relationship", "mAP_phrase", "score"):
+                self.assertEqual(m[key], 1.0, key)
+            self.assertEqual(m["num_kept_detections"], len(rows))
 
     def test_bench_runs_and_reports_missing_images_by_path(self):
         out = self.synth("bench", 3)

@@ -14,9 +14,12 @@
 
 #include <array>
 #include <cstdint>
+#include <filesystem>
 #include <opencv2/core.hpp>
 #include <string>
 #include <vector>
+
+#include "setdet/core/io/coco.h"
 
 namespace setdet {
 
@@ -67,6 +70,19 @@ struct SyntheticSummary {
   int64_t annotations = 0;
   double seconds = 0.0;
 };
+
+// Shared by the synthetic generators.
+// Checks size (64..4096), format (jpg / png) and JPEG quality (1..100); errors start with `what`.
+void check_synthetic_image_options(const std::string& what, int size, const std::string& format,
+                                   int jpeg_quality);
+// Creates root/sub for each sub (and root); errors name the directory.
+void create_directories(const std::filesystem::path& root, const std::vector<std::string>& subdirs);
+// COCO instances of one split: categories class_names (ids 1..), images file_names (ids 1..,
+// size x size), annotations from objects[i] of image i (area = visible pixels).
+CocoDataset synthetic_coco_split(const std::vector<std::string>& class_names,
+                                 const std::vector<std::string>& file_names,
+                                 const std::vector<std::vector<SyntheticObject>>& objects,
+                                 int size);
 
 // Writes out_dir/{train,val}/NNNNNN.<format> and out_dir/annotations/instances_{train,val}.json
 // (atomically). Images are rendered on setdet::num_threads() threads.

@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 
+#include "setdet/core/io/json_text.h"
 #include "setdet/engine/optim.h"
 #include "setdet/engine/runner.h"
 

@@ -10,16 +10,12 @@
 #include <sstream>
 
 #include "setdet/core/io/atomic_file.h"
+#include "setdet/core/io/json_text.h"
 #include "setdet/engine/optim.h"
 
 namespace setdet {
 
 namespace fs = std::filesystem;
-
-std::string json_number(double v) {
-  if (!std::isfinite(v)) return "null";
-  return fmt::format("{}", v);
-}
 
 RunnerOptions RunnerOptions::from_config(const std::optional<Config>& cfg) {
   RunnerOptions o;

@@ -166,7 +166,4 @@ class Runner {
   std::ofstream jsonl_file_;
 };
 
-// JSON number text: shortest round-trip form; NaN and infinities as null.
-std::string json_number(double v);
-
 }  // namespace setdet

@@ -24,9 +24,9 @@ struct ImageMeta {
 };
 
 struct Batch {
-  at::Tensor images;                // [B, 3, H, W] float32, normalised, zero-padded
-  std::vector<at::Tensor> boxes;    // per image [N_i, 4] float32 xyxy, input pixels
-  std::vector<at::Tensor> labels;   // per image [N_i] int64, contiguous 0..C-1
+  at::Tensor images;               // [B, 3, H, W] float32, normalised, zero-padded
+  std::vector<at::Tensor> boxes;   // per image [N_i, 4] float32 xyxy, input pixels
+  std::vector<at::Tensor> labels;  // per image [N_i] int64, contiguous 0..C-1
   std::vector<ImageMeta> metas;
 
   int64_t size() const { return static_cast<int64_t>(metas.size()); }

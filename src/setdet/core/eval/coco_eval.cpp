@@ -17,6 +17,7 @@
 #include <unordered_set>
 
 #include "setdet/core/error.h"
+#include "setdet/core/eval/numpy_sum.h"
 #include "setdet/core/parallel.h"
 
 namespace setdet {
@@ -27,39 +28,6 @@ constexpr double kEps = 2.220446049250313e-16;
 
 // Per (detection, area range, IoU threshold) outcome.
 enum Outcome : uint8_t { kFalsePositive = 0, kTruePositive = 1, kIgnored = 2 };
-
-// numpy's float64 add.reduce: pairwise summation (8 accumulators, blocks of 128) inside each
-// 8192-element buffer chunk, the chunk sums added in order; np.mean divides by the count.
-double numpy_pairwise_sum(const double* a, size_t n) {
-  if (n < 8) {
-    double res = 0.0;
-    for (size_t i = 0; i < n; ++i) res += a[i];
-    return res;
-  }
-  if (n <= 128) {
-    double r[8];
-    for (size_t j = 0; j < 8; ++j) r[j] = a[j];
-    size_t i = 8;
-    for (; i < n - (n % 8); i += 8) {
-      for (size_t j = 0; j < 8; ++j) r[j] += a[i + j];
-    }
-    double res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-    for (; i < n; ++i) res += a[i];
-    return res;
-  }
-  size_t n2 = n / 2;
-  n2 -= n2 % 8;
-  return numpy_pairwise_sum(a, n2) + numpy_pairwise_sum(a + n2, n - n2);
-}
-
-double numpy_mean(const std::vector<double>& v) {
-  constexpr size_t kBuffer = 8192;
-  double sum = 0.0;
-  for (size_t b = 0; b < v.size(); b += kBuffer) {
-    sum += numpy_pairwise_sum(v.data() + b, std::min(kBuffer, v.size() - b));
-  }
-  return sum / static_cast<double>(v.size());
-}
 
 std::string format_fixed(double v, int digits) {
   char buf[64];

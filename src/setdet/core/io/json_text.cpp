@@ -1,5 +1,8 @@
 #include "setdet/core/io/json_text.h"
 
+#include <charconv>
+#include <cmath>
+
 namespace setdet {
 
 void append_json_string(std::string& out, std::string_view s) {
@@ -40,6 +43,13 @@ std::string json_string(std::string_view s) {
   out.reserve(s.size() + 2);
   append_json_string(out, s);
   return out;
+}
+
+std::string json_number(double v) {
+  if (!std::isfinite(v)) return "null";
+  char buf[32];
+  const auto result = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, result.ptr);
 }
 
 }  // namespace setdet

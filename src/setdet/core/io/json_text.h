@@ -14,4 +14,8 @@ void append_json_string(std::string& out, std::string_view s);
 // `s` as a quoted JSON string (see append_json_string).
 std::string json_string(std::string_view s);
 
+// A JSON number: the shortest text that reads back as `v` (std::to_chars); NaN and infinities,
+// which JSON cannot hold, as null.
+std::string json_number(double v);
+
 }  // namespace setdet

@@ -1,0 +1,36 @@
+"""Timing whole child processes for the side-by-side benchmarks (bench_eval.py,
+bench_vrd_eval.py): wall time, peak resident memory (wait4's ru_maxrss) and the results file each
+run writes."""
+import os
+import statistics
+import subprocess
+import time
+
+
+def run_child(cmd, env, log_path):
+    """Runs cmd to completion; returns (wall seconds, peak RSS MiB, exit code)."""
+    with open(log_path, "w") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+    return seconds, usage.ru_maxrss / 1024.0, os.waitstatus_to_exitcode(status)  # KiB on Linux
+
+
+def measure(name, cmd, out, repeats, env, work, parse):
+    """Runs cmd `repeats` times; each run must write the file `out`, read by parse(out) and then
+    removed. Returns (median seconds, max peak MiB, parse() of the last run, None), or
+    (None, None, None, error text) when a run fails."""
+    times, peaks, result = [], [], None
+    for r in range(repeats):
+        log = os.path.join(work, f"run_{len(os.listdir(work))}.log")
+        seconds, peak, code = run_child(cmd, env, log)
+        if code != 0 or not os.path.exists(out):
+            with open(log) as f:
+                return None, None, None, f"failed (exit {code}): {f.read()[-800:].strip()}"
+        result = parse(out)
+        os.remove(out)
+        times.append(seconds)
+        peaks.append(peak)
+        print(f"  {name}: run {r + 1}/{repeats}: {seconds:.2f} s, {peak:.0f} MiB", flush=True)
+    return statistics.median(times), max(peaks), result, None
