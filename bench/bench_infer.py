@@ -1,10 +1,12 @@
-"""Inference latency of setdet's FCOS / RetinaNet R50-FPN beside torchvision and ONNX Runtime.
+"""Inference latency of setdet's FCOS / RetinaNet / Faster R-CNN R50-FPN beside torchvision and
+ONNX Runtime.
 
 Run as /usr/bin/python3 bench/bench_infer.py with SETDET_BIN=build/bin/setdet (scripts/bench.sh
 does this). Two kinds of rows, each a median over --repeats runs after one warm-up, with the same
 thread count (--threads, default 2) on every side:
 
-* network: the detector network (backbone + FPN + head, no pre- or post-processing) on one fixed
+* network: the detector network (backbone + FPN + head, no pre- or post-processing; for Faster
+  R-CNN backbone + FPN + RPN head, as the RoI stage depends on the proposals) on one fixed
   [1, 3, 800, 1216] tensor: `setdet bench --mode network` (BatchNorm folded, channels-last),
   torchvision's eager model.backbone + model.head, and ONNX Runtime (npm's onnxruntime-node, in
   build/ort) on the torch.onnx export of that same torchvision network, checked against it.
@@ -31,7 +33,8 @@ import time
 import numpy as np
 import torch
 import torchvision
-from torchvision.models.detection import fcos_resnet50_fpn, retinanet_resnet50_fpn
+from torchvision.models.detection import (fasterrcnn_resnet50_fpn, fcos_resnet50_fpn,
+                                          retinanet_resnet50_fpn)
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
@@ -45,6 +48,10 @@ MODELS = {
     "retinanet": dict(title="RetinaNet R50-FPN", builder=retinanet_resnet50_fpn,
                       config="configs/torchvision/retinanet_resnet50_fpn.yaml", cls_bias=-4.0,
                       cls_std=0.03, reg_bias_std=0.3),
+    # shift_head's Faster R-CNN branch: cls_bias is the std of the class-score biases
+    "fasterrcnn": dict(title="Faster R-CNN R50-FPN", builder=fasterrcnn_resnet50_fpn,
+                       config="configs/torchvision/fasterrcnn_resnet50_fpn.yaml", cls_bias=2.0,
+                       cls_std=0.05, reg_bias_std=0.01),
 }
 
 
@@ -73,10 +80,15 @@ class Network(torch.nn.Module):
     def __init__(self, model):
         super().__init__()
         self.backbone = model.backbone
-        self.head = model.head
+        self.two_stage = hasattr(model, "rpn")
+        self.head = model.rpn.head if self.two_stage else model.head
 
     def forward(self, x):
-        out = self.head(list(self.backbone(x).values()))
+        features = list(self.backbone(x).values())
+        if self.two_stage:  # the pyramid and the RPN head's maps, as setdet's forward_network
+            objectness, deltas = self.head(features)
+            return tuple(features + objectness + deltas)
+        out = self.head(features)
         return tuple(out[k] for k in sorted(out))
 
 
@@ -203,7 +215,7 @@ def main():
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--height", type=int, default=800)
     parser.add_argument("--width", type=int, default=1216)
-    parser.add_argument("--models", default="fcos,retinanet",
+    parser.add_argument("--models", default="fcos,retinanet,fasterrcnn",
                         help="comma-separated subset of: " + ", ".join(MODELS))
     parser.add_argument("--unfused", action="store_true",
                         help="also time setdet with BatchNorm unfolded")

@@ -1,4 +1,4 @@
-// `setdet bench --config CONFIG [--checkpoint CKPT] [--mode network|e2e|group-norm]
+// `setdet bench --config CONFIG [--checkpoint CKPT] [--mode network|e2e|group-norm|roi-head]
 // [--height H --width W] [--image FILE] [--repeats N] [--warmup K] [--no-fuse] [--breakdown]`:
 // times a detector built from CONFIG (random weights unless --checkpoint) and prints one JSON
 // object on stdout. Thread count: the global --threads option.
@@ -13,6 +13,9 @@
 //               (pipeline + collate) and predict medians and the network alone on that input.
 //   group-norm: GroupNorm(32) + ReLU on the FPN level shapes of an H x W input (channels-last,
 //               256 channels): at::group_norm + relu_ against setdet::group_norm_inference.
+//   roi-head:   a two-stage detector's box head (2fc, with its relation modules) on --rois RoIs
+//               of one image against the same head without relation modules: the relation
+//               modules' share of the head's time.
 // Unless --no-fuse, BatchNorms are folded into convs first (setdet::fuse_for_inference).
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -40,6 +43,7 @@
 #include "setdet/layers/group_norm.h"
 #include "setdet/models/detector.h"
 #include "setdet/models/detectors/fcos.h"
+#include "setdet/models/detectors/two_stage.h"
 
 namespace setdet::cli {
 namespace {
@@ -55,6 +59,7 @@ struct BenchOptions {
   int warmup = 1;
   bool no_fuse = false;
   bool breakdown = false;
+  int64_t rois = 1000;
   std::vector<std::string> overrides;
 };
 
@@ -94,6 +99,32 @@ std::string common_json(const BenchOptions& o, bool fused) {
       "\"fused\": {}, \"repeats\": {}, \"warmup\": {}",
       o.mode, o.config, o.checkpoint, at::get_num_threads(), fused ? "true" : "false", o.repeats,
       o.warmup);
+}
+
+// The box head with and without its relation modules on the same random RoI features.
+int bench_roi_head(const BenchOptions& o, const Config& cfg, Detector& model) {
+  auto* two_stage = dynamic_cast<TwoStageDetector*>(&model);
+  SETDET_CHECK(two_stage != nullptr, o.config, ": --mode roi-head needs a two-stage detector, got ",
+               "model.type ", cfg["model"].get<std::string>("type", "?"));
+  SETDET_CHECK(o.rois > 0, "bench: --rois must be positive, got ", o.rois);
+  TwoMLPHeadImpl& head = two_stage->roi_head().box_head();
+  TwoMLPHeadOptions plain_opts = head.options();
+  plain_opts.relations_fc6(0).relations_fc7(0);
+  TwoMLPHead plain(plain_opts);
+  plain->eval();
+  const at::Tensor feats = at::randn({o.rois, head.options().in_features()});
+  const at::Tensor xy = at::rand({o.rois, 2}) * static_cast<double>(o.width) * 0.8;
+  const at::Tensor boxes = at::cat({xy, xy + at::rand({o.rois, 2}) * 200.0 + 4.0}, 1);
+  const std::vector<std::pair<int64_t, int64_t>> groups{{o.rois, o.rois}};
+  const auto with_rm = time_runs(o, [&] { head.forward(feats, boxes, groups); });
+  const auto without = time_runs(o, [&] { plain->forward(feats, boxes, groups); });
+  const double share = head.has_relations() ? 1.0 - median(without) / median(with_rm) : 0.0;
+  std::cout << fmt::format(
+      "{{{}, \"rois\": {}, \"relations\": [{}, {}], \"fc_dim\": {}, \"head_median_s\": {:.6f}, "
+      "\"head_without_relations_median_s\": {:.6f}, \"relation_share\": {:.4f}}}\n",
+      common_json(o, false), o.rois, head.options().relations_fc6(), head.options().relations_fc7(),
+      head.options().fc_dim(), median(with_rm), median(without), share);
+  return 0;
 }
 
 int bench_group_norm(const BenchOptions& o) {
@@ -212,6 +243,8 @@ int run_bench(const BenchOptions& o) {
   const bool fused = fused_modules > 0;
   torch::NoGradGuard no_grad;
 
+  if (o.mode == "roi-head") return bench_roi_head(o, cfg, *model);
+
   if (o.mode == "network") {
     const at::Tensor images = at::randn({1, 3, o.height, o.width});
     const auto times = time_runs(o, [&] {
@@ -267,8 +300,8 @@ int run_bench(const BenchOptions& o) {
     return 0;
   }
 
-  SETDET_CHECK(o.mode == "e2e", "bench: --mode must be network, e2e or group-norm, got '", o.mode,
-               "'");
+  SETDET_CHECK(o.mode == "e2e", "bench: --mode must be network, e2e, group-norm or roi-head, got '",
+               o.mode, "'");
   SETDET_CHECK(!o.image.empty(), "bench: --mode e2e needs --image FILE");
   const auto pipeline = test_pipeline(cfg);
   int64_t num_dets = 0;
@@ -344,8 +377,9 @@ const RegisterCommand kBench{
           ->check(CLI::ExistingFile);
       app.add_option("--checkpoint", o->checkpoint, "weights (default: random initialisation)")
           ->check(CLI::ExistingFile);
-      app.add_option("--mode", o->mode, "network, e2e or group-norm")
-          ->check(CLI::IsMember({"network", "e2e", "group-norm"}));
+      app.add_option("--mode", o->mode, "network, e2e, group-norm or roi-head")
+          ->check(CLI::IsMember({"network", "e2e", "group-norm", "roi-head"}));
+      app.add_option("--rois", o->rois, "RoIs per image (roi-head)");
       app.add_option("--image", o->image, "image file (e2e)")->check(CLI::ExistingFile);
       app.add_option("--height", o->height, "network input height (network, group-norm)");
       app.add_option("--width", o->width, "network input width (network, group-norm)");

@@ -104,6 +104,9 @@ TEST(Config, OverridesIndexSequences) {
             std::string::npos);
   EXPECT_NE(error_of([&] { cfg.set_override("pipeline.first.size=1"); }).find("not an index"),
             std::string::npos);
+  cfg.set_override("pipeline.1.size_divisor=_delete_");
+  EXPECT_FALSE(cfg["pipeline"].at(1).has("size_divisor"));
+  EXPECT_TRUE(cfg["pipeline"].at(1).has("type"));
 }
 
 TEST(Config, ErrorsNameFileAndKeyPath) {

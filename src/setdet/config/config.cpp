@@ -153,7 +153,10 @@ void Config::set_override(const std::string& assignment) {
     chain.push_back(child);
   }
   const int64_t last = sequence_index(chain.back(), parts.back());
-  if (last >= 0) {
+  if (value.IsScalar() && value.Scalar() == "_delete_") {  // as `key: _delete_` in a YAML file
+    SETDET_CHECK(last < 0, "--set '", assignment, "': _delete_ removes a map key, not an element");
+    chain.back().remove(parts.back());
+  } else if (last >= 0) {
     chain.back()[static_cast<size_t>(last)] = value;
   } else {
     chain.back()[parts.back()] = value;

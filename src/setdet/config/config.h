@@ -28,7 +28,8 @@ class Config {
   static Config parse(const std::string& yaml, const std::string& origin = "<string>");
 
   // "model.head.num_convs=2": the value is parsed as YAML (numbers, lists "[1,2]", strings).
-  // Creates intermediate maps. Throws naming the override if it is malformed.
+  // Creates intermediate maps; a numeric part indexes a sequence ("pipeline.0.size=320");
+  // "data.val=_delete_" removes the key. Throws naming the override if it is malformed.
   void set_override(const std::string& assignment);
 
   bool has(const std::string& key) const;
