@@ -1,5 +1,7 @@
 #include "setdet/config/config.h"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -10,18 +12,67 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A config is a few hundred nodes; YAML aliases can make a small file expand to billions
+// ("billion laughs"), which merging and copying would materialise.
+constexpr size_t kMaxNodes = 100000;
+
 std::string join_path(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
+}
+
+std::string flow(const YAML::Node& node) {
+  YAML::Emitter out;
+  out << YAML::Flow << node;
+  const std::string text = out.c_str();
+  return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
+// Walks `root` as it would be expanded (an alias counts each time it is used), without
+// recursion: at most kMaxNodes nodes, and every map key a scalar.
+void check_tree(const YAML::Node& root, const std::string& origin) {
+  std::vector<std::pair<YAML::Node, std::string>> todo{{root, ""}};
+  size_t seen = 0;
+  while (!todo.empty()) {
+    auto [node, path] = std::move(todo.back());
+    todo.pop_back();
+    SETDET_CHECK(++seen <= kMaxNodes, origin, ": the config expands to more than ", kMaxNodes,
+                 " YAML nodes (aliases of aliases?); stopped at '", path.empty() ? "<root>" : path,
+                 "'");
+    if (node.IsSequence()) {
+      for (size_t i = 0; i < node.size(); ++i) {
+        todo.emplace_back(node[i], path + "[" + std::to_string(i) + "]");
+      }
+    } else if (node.IsMap()) {
+      for (const auto& kv : node) {
+        SETDET_CHECK(kv.first.IsScalar(), origin, ": a key under '", path.empty() ? "<root>" : path,
+                     "' is ", describe_node(kv.first), ", expected a string");
+        todo.emplace_back(kv.second, join_path(path, kv.first.Scalar()));
+      }
+    }
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  YAML::Node node;
+  try {
+    node = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    throw Error(origin + ": invalid YAML: nested more than " + std::to_string(e.depth() - 1) +
+                " levels deep (line " + std::to_string(e.mark.line + 1) + ")");
+  } catch (const YAML::Exception& e) {
+    throw Error(origin + ": invalid YAML: " + e.what());
+  }
+  check_tree(node, origin);
+  return node;
 }
 
 // Whether a map says `_delete_: true` (MMCV: replace the base's map instead of merging into it).
 bool replaces_base(const YAML::Node& node) {
   if (!node.IsMap() || !node["_delete_"]) return false;
   const YAML::Node flag = node["_delete_"];
-  SETDET_CHECK(flag.IsScalar() && (flag.as<std::string>() == "true" ||
-                                   flag.as<std::string>() == "false"),
-               "config: _delete_ inside a map must be true or false, got '",
-               YAML::Dump(flag), "'");
+  SETDET_CHECK(
+      flag.IsScalar() && (flag.as<std::string>() == "true" || flag.as<std::string>() == "false"),
+      "config: _delete_ inside a map must be true or false, got '", YAML::Dump(flag), "'");
   return flag.as<bool>();
 }
 
@@ -55,37 +106,60 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
+// `_base_: name` or `_base_: [names]`, each relative to `file`'s directory.
+std::vector<fs::path> base_files(const fs::path& file, const YAML::Node& base_node) {
+  const std::string where = file.string() + ": _base_";
+  std::vector<YAML::Node> names;
+  if (base_node.IsSequence()) {
+    for (const auto& b : base_node) names.push_back(b);
+  } else {
+    names.push_back(base_node);
+  }
+  std::vector<fs::path> out;
+  for (const auto& n : names) {
+    SETDET_CHECK(n.IsScalar() && !n.Scalar().empty(), where,
+                 ": expected a file name or a list of file names, got ", describe_node(n));
+    const fs::path base = file.parent_path() / n.Scalar();
+    std::error_code ec;
+    SETDET_CHECK(fs::exists(base, ec), where, ": '", n.Scalar(), "': file not found (looked for ",
+                 base.string(), ")");
+    SETDET_CHECK(fs::is_regular_file(base, ec), where, ": '", n.Scalar(), "' (", base.string(),
+                 ") is ", fs::is_directory(base, ec) ? "a directory" : "not a regular file",
+                 ", expected a YAML file");
+    out.push_back(base);
+  }
+  return out;
+}
+
 YAML::Node load_file(const fs::path& file, std::vector<fs::path>& stack) {
-  SETDET_CHECK(fs::exists(file), "config: file not found: ", file.string());
+  std::error_code ec;
+  SETDET_CHECK(fs::exists(file, ec), "config: file not found: ", file.string());
+  SETDET_CHECK(fs::is_regular_file(file, ec), file.string(), ": is ",
+               fs::is_directory(file, ec) ? "a directory" : "not a regular file",
+               ", expected a YAML file");
   const auto canonical = fs::canonical(file);
   for (const auto& f : stack) {
     SETDET_CHECK(f != canonical, file.string(), ": _base_ inheritance cycle");
   }
-  YAML::Node node;
-  try {
-    node = YAML::LoadFile(file.string());
-  } catch (const YAML::Exception& e) {
-    throw Error(file.string() + ": invalid YAML: " + e.what());
-  }
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  SETDET_CHECK(!in.bad(), file.string(), ": cannot read");
+  YAML::Node node = parse_yaml(text.str(), file.string());
   if (!node || node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
-  SETDET_CHECK(node.IsMap(), file.string(), ": a config must be a YAML map at the top level");
+  SETDET_CHECK(node.IsMap(), file.string(), ": a config must be a YAML map at the top level, got ",
+               describe_node(node));
   if (!node["_base_"]) return node;
 
-  std::vector<std::string> bases;
-  const YAML::Node base_node = node["_base_"];
-  if (base_node.IsSequence()) {
-    for (const auto& b : base_node) bases.push_back(b.as<std::string>());
-  } else {
-    bases.push_back(base_node.as<std::string>());
-  }
+  const std::vector<fs::path> bases = base_files(file, node["_base_"]);
   node.remove("_base_");
   stack.push_back(canonical);
   YAML::Node merged(YAML::NodeType::Map);
-  for (const auto& b : bases) {
-    merged = merge(merged, load_file(file.parent_path() / b, stack));
-  }
+  for (const auto& b : bases) merged = merge(merged, load_file(b, stack));
   stack.pop_back();
-  return merge(merged, node);
+  merged = merge(merged, node);
+  check_tree(merged, file.string());
+  return merged;
 }
 
 }  // namespace
@@ -99,12 +173,7 @@ Config Config::load(const std::string& file) {
 }
 
 Config Config::parse(const std::string& yaml, const std::string& origin) {
-  YAML::Node node;
-  try {
-    node = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    throw Error(origin + ": invalid YAML: " + e.what());
-  }
+  YAML::Node node = parse_yaml(yaml, origin);
   if (!node || node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
   return Config(node, origin);
 }
@@ -115,12 +184,7 @@ void Config::set_override(const std::string& assignment) {
                "': expected key.path=value");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
-  YAML::Node value;
-  try {
-    value = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error("--set '" + assignment + "': value is not valid YAML: " + e.what());
-  }
+  const YAML::Node value = parse_yaml(text, "--set '" + assignment + "': the value");
   std::vector<std::string> parts;
   std::stringstream ss(key);
   for (std::string part; std::getline(ss, part, '.');) {
@@ -132,8 +196,8 @@ void Config::set_override(const std::string& assignment) {
   for (size_t i = 0; i + 1 < parts.size(); ++i) {
     YAML::Node child = chain.back()[parts[i]];
     if (!child.IsMap()) {
-      SETDET_CHECK(!child.IsDefined() || child.IsNull(), "--set '", assignment, "': '",
-                   parts[i], "' is not a map in ", file_);
+      SETDET_CHECK(!child.IsDefined() || child.IsNull(), "--set '", assignment, "': '", parts[i],
+                   "' is not a map in ", file_);
       chain.back()[parts[i]] = YAML::Node(YAML::NodeType::Map);
       child = chain.back()[parts[i]];
     }
@@ -189,6 +253,21 @@ std::string Config::dump() const {
   YAML::Emitter out;
   out << YAML::Flow << node_;
   return out.c_str();
+}
+
+std::string describe_node(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map " + flow(node);
+    case YAML::NodeType::Sequence:
+      return "a list " + flow(node);
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Undefined:
+      return "nothing";
+    default:
+      return "'" + flow(node) + "'";
+  }
 }
 
 }  // namespace setdet
