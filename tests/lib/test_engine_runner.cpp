@@ -519,7 +519,7 @@ TEST(Hooks, NonFiniteLossNamesIterationTermAndLastCheckpoint) {
             std::string::npos)
       << r.error;
   EXPECT_NE(r.error.find("loss_obj=nan"), std::string::npos) << r.error;
-  EXPECT_NE(r.error.find("training stopped, the last checkpoint is " + dir.file("latest.pt") +
+  EXPECT_NE(r.error.find("training stopped, the last good checkpoint is " + dir.file("latest.pt") +
                          " (iteration 4)"),
             std::string::npos)
       << r.error;

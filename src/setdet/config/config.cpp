@@ -20,10 +20,40 @@ std::string join_path(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
 }
 
+// One line of YAML flow text for `node`, cut after about 80 characters (loaded nodes keep their
+// block style, which YAML::Emitter would honour over YAML::Flow).
+void append_flow(const YAML::Node& node, std::string& out) {
+  constexpr size_t kLimit = 80;
+  if (out.size() > kLimit) return;
+  if (node.IsSequence()) {
+    out += "[";
+    for (size_t i = 0; i < node.size() && out.size() <= kLimit; ++i) {
+      if (i) out += ", ";
+      append_flow(node[i], out);
+    }
+    out += "]";
+  } else if (node.IsMap()) {
+    out += "{";
+    bool first = true;
+    for (const auto& kv : node) {
+      if (out.size() > kLimit) break;
+      if (!first) out += ", ";
+      first = false;
+      append_flow(kv.first, out);
+      out += ": ";
+      append_flow(kv.second, out);
+    }
+    out += "}";
+  } else if (node.IsScalar()) {
+    out += node.Scalar();
+  } else {
+    out += "null";
+  }
+}
+
 std::string flow(const YAML::Node& node) {
-  YAML::Emitter out;
-  out << YAML::Flow << node;
-  const std::string text = out.c_str();
+  std::string text;
+  append_flow(node, text);
   return text.size() > 80 ? text.substr(0, 77) + "..." : text;
 }
 

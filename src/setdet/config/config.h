@@ -95,7 +95,8 @@ class Config {
   template <typename T>
   static std::string type_name();
   void check_finite(double v) const {
-    SETDET_CHECK(std::isfinite(v), where(), ": expected a finite number, got ", dump());
+    SETDET_CHECK(std::isfinite(v), where(), ": expected a finite number, got ",
+                 describe_node(node_));
   }
 
   YAML::Node node_;

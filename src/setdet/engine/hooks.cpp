@@ -233,12 +233,6 @@ std::string nonfinite_terms(const Runner& runner) {
   return culprit + " (" + parts + ")";
 }
 
-std::string last_checkpoint_text(const Runner& runner) {
-  if (runner.last_checkpoint().empty()) return "no checkpoint was saved in this run";
-  return fmt::format("the last checkpoint is {} (iteration {})", runner.last_checkpoint(),
-                     runner.last_checkpoint_iter());
-}
-
 }  // namespace
 
 void OptimizerHook::after_train_iter(Runner& runner) {
@@ -258,7 +252,7 @@ void OptimizerHook::after_train_iter(Runner& runner) {
             ? fmt::format(", after {} skipped batches (runner.nonfinite_max_skips)", skipped_)
             : "";
     throw Error(
-        fmt::format("{}{}; training stopped, {}", what, skips, last_checkpoint_text(runner)));
+        fmt::format("{}{}; training stopped, {}", what, skips, runner.last_checkpoint_text()));
   }
   const double start = runner.now();
   auto& optimizer = runner.optimizer();

@@ -179,10 +179,21 @@ void Runner::save_checkpoint(const std::string& path) {
     s.epoch += 1;
     s.iter_in_epoch = 0;
   }
-  setdet::save_checkpoint(path, *model_, optimizer_.get(), s, meta_);
+  try {
+    setdet::save_checkpoint(path, *model_, optimizer_.get(), s, meta_);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + "; training stopped at iteration " +
+                std::to_string(s.iter) + ", " + last_checkpoint_text());
+  }
   last_checkpoint_ = path;
   last_checkpoint_iter_ = s.iter;
   resume_timer();
+}
+
+std::string Runner::last_checkpoint_text() const {
+  if (last_checkpoint_.empty()) return "no checkpoint was saved in this run";
+  return "the last good checkpoint is " + last_checkpoint_ + " (iteration " +
+         std::to_string(last_checkpoint_iter_) + ")";
 }
 
 bool Runner::limit_reached() const {

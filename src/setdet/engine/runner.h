@@ -102,6 +102,8 @@ class Runner {
   // The checkpoint most recently written (or resumed from) and its iteration; "" if none.
   const std::string& last_checkpoint() const { return last_checkpoint_; }
   int64_t last_checkpoint_iter() const { return last_checkpoint_iter_; }
+  // "the last good checkpoint is <path> (iteration N)", or that there is none.
+  std::string last_checkpoint_text() const;
 
   // ---- state for hooks ----
   Detector& model() { return *model_; }

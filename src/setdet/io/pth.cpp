@@ -6,6 +6,7 @@
 #include <cstring>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <new>
 #include <optional>
@@ -166,10 +167,14 @@ TorchArchive open_archive(const std::string& path) {
   SETDET_CHECK(std::filesystem::is_regular_file(path), path, ": file not found");
   try {
     return TorchArchive(path);
-  } catch (const Error& e) {
-    throw Error(std::string(e.what()) +
-                "; expected a zip archive as torch.save writes it (PyTorch >= 1.6): the legacy "
-                "format of _use_new_zipfile_serialization=False is not supported");
+  } catch (const Error&) {
+    char first = 0;
+    std::ifstream(path, std::ios::binary).read(&first, 1);
+    SETDET_CHECK(static_cast<uint8_t>(first) != 0x80, path,
+                 ": not a zip archive but a bare pickle: the legacy format of torch.save "
+                 "(_use_new_zipfile_serialization=False, or PyTorch < 1.6), which is not "
+                 "supported; re-save it with PyTorch >= 1.6");
+    throw;
   }
 }
 
