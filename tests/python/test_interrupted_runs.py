@@ -1,7 +1,8 @@
 """Interrupted runs: `kill -9` during training then `--resume` ends with the losses and weights of
 an uninterrupted run; `kill -9` while a checkpoint or a results file is being written leaves the
 previous file intact (every writer goes through a temporary file and a rename); a full disk (a
-file-size limit) is a clear error that keeps the last good checkpoint.
+file-size limit) is a clear error that keeps the last good checkpoint; a non-finite loss stops
+training naming the iteration, the loss term and that checkpoint (or skips the batch).
 
 The kills mid-write come from an LD_PRELOAD shim (tests/support/kill_during_write.cpp, in
 SETDET_KILL_SHIM) that raises SIGKILL after writing half a buffer to setdet's temporary file, or
@@ -205,6 +206,25 @@ class InterruptedRunTest(unittest.TestCase):
         with open(latest, "rb") as f:
             self.assertEqual(f.read(), before)
         self.assertEqual([f for f in os.listdir(work) if ".tmp." in f], [])
+
+    def test_non_finite_loss_names_iteration_term_and_checkpoint(self):
+        # lr 1e30: the first step sends every weight to +-inf, the second loss is NaN
+        work = self.work("nan")
+        blow_up = ["--set", "optimizer.lr=1e30", "--set", "runner.max_iters=6"]
+        r = run_setdet("train", self.config, "--work-dir", work, *blow_up)
+        self.assertEqual(r.returncode, 1, r.stderr)
+        latest = os.path.join(work, "latest.pt")
+        self.assertRegex(r.stderr, r"setdet: error: non-finite loss at iteration 2 \(epoch 1\): "
+                                   r"loss_\w+ is -?nan \(loss_bbox=.*\); training stopped, the "
+                                   "last good checkpoint is " + latest + r" \(iteration 1\)")
+        work = self.work("nan_skip")
+        r = run_setdet("train", self.config, "--work-dir", work, *blow_up, "--set",
+                       "runner.nonfinite=skip", "--set", "runner.nonfinite_max_skips=2")
+        self.assertEqual(r.returncode, 1, r.stderr)
+        self.assertEqual(r.stderr.count("batch skipped without an optimiser step"), 2)
+        self.assertIn("non-finite loss at iteration 4 (epoch 2)", r.stderr)
+        self.assertIn("after 2 skipped batches (runner.nonfinite_max_skips); training stopped",
+                      r.stderr)
 
 
 if __name__ == "__main__":
