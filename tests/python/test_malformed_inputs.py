@@ -138,6 +138,15 @@ def make_inputs():
     shutil.copytree(DATA, path("data_huge"))
     write("data_huge/train/000002.jpg", huge_png())
     write("huge_data.yaml", TINY_FCOS.format(data=path("data_huge")))
+    # the trained checkpoint (a TorchScript archive) with a hostile data.pkl, and with a flipped
+    # byte in a storage (LibTorch itself checks neither)
+    with zipfile.ZipFile(CKPT) as zin, zipfile.ZipFile(path("deep.pt"), "w") as zout:
+        for name in zin.namelist():
+            hostile = b"\x80\x02" + b"(" * 1000000 + b"]" + b"l" * 1000000 + b"."
+            zout.writestr(name, hostile if name.endswith("/data.pkl") else zin.read(name))
+    with zipfile.ZipFile(CKPT) as z:
+        first_storage = z.read("archive/data/0")
+    patched("crc.pt", CKPT, lambda b: b.index(first_storage) + 3, b"\x7f")
 
 
 # ---- the cases: (name, args, fragments the message must hold, outputs that must not exist) ----
@@ -356,6 +365,14 @@ def cases():
     o = out("test_dets.json")
     add("test_bad_checkpoint", ["test", tiny, path("lists.pth"), "--out", o],
         [path("lists.pth"), "nested more than 1000 levels"], [o])
+
+    inspect("pt_deep_nesting", path("deep.pt"),
+            ["data.pkl: objects nested more than 1000 levels deep"])
+    inspect("pt_crc_mismatch", path("crc.pt"), ["record 'archive/data/0' is corrupt"])
+    infer("infer_pt_crc_mismatch", [VAL0], [path("crc.pt"), "record 'archive/data/0' is corrupt"],
+          checkpoint=path("crc.pt"))
+    train("resume_from_deep_pt", tiny, [path("deep.pt"), "nested more than 1000 levels"],
+          "--resume-from", path("deep.pt"))
 
     # -- images --
     infer("image_header_huge", [write("huge.png", huge_png())],

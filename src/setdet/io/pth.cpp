@@ -157,6 +157,7 @@ class TorchArchive {
     return zip_.read(*r);
   }
   void read_into(const ZipArchive::Record& r, void* out) const { zip_.read(r, out); }
+  void verify_all() const { zip_.verify_all(); }
 
  private:
   ZipArchive zip_;
@@ -183,8 +184,13 @@ TorchArchive open_archive(const std::string& path) {
 // every other one yields an opaque kObject.
 class Unpickler {
  public:
-  Unpickler(const TorchArchive& archive, const char* data, size_t size)
-      : path_(archive.path()), archive_(archive), data_(data), size_(size) {}
+  Unpickler(const TorchArchive& archive, const char* data, size_t size,
+            std::string record = "data.pkl")
+      : path_(archive.path()),
+        record_(std::move(record)),
+        archive_(archive),
+        data_(data),
+        size_(size) {}
 
   Value run() {
     while (true) {
@@ -463,7 +469,7 @@ class Unpickler {
 
  private:
   [[noreturn]] void fail(const std::string& what) const {
-    throw Error(path_ + ": data.pkl: " + what);
+    throw Error(path_ + ": " + record_ + ": " + what);
   }
   std::string at_byte() const { return " at byte " + std::to_string(op_pos_); }
 
@@ -881,6 +887,7 @@ class Unpickler {
   }
 
   std::string path_;
+  std::string record_;
   const TorchArchive& archive_;
   const char* data_;
   size_t size_;
@@ -915,6 +922,20 @@ NamedTensors load_pth_state_dict(const std::string& path) {
     return unpickler.state_dict(unpickler.run());
   } catch (const std::bad_alloc&) {
     throw Error(path + ": out of memory while reading its tensors");
+  }
+}
+
+void check_torchscript_archive(const std::string& path) {
+  const TorchArchive archive = open_archive(path);
+  archive.verify_all();
+  for (const char* name : {"data.pkl", "constants.pkl"}) {
+    if (!archive.has(name)) continue;
+    const std::string pickle = archive.read(name);
+    try {
+      Unpickler(archive, pickle.data(), pickle.size(), name).run();
+    } catch (const std::bad_alloc&) {
+      throw Error(path + ": " + name + ": out of memory while reading it");
+    }
   }
 }
 

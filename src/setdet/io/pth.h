@@ -34,6 +34,12 @@ NamedTensors load_pth_state_dict(const std::string& path);
 // that are not zip archives.
 bool is_torchscript_archive(const std::string& path);
 
+// Checks a TorchScript archive (a setdet checkpoint) before LibTorch reads it, since LibTorch
+// reads neither CRC-32s nor its pickles with bounded recursion: the zip structure and every
+// record's CRC-32, and data.pkl / constants.pkl through setdet's unpickler (nesting depth, object
+// count, opcodes). Throws setdet::Error naming `path`.
+void check_torchscript_archive(const std::string& path);
+
 // CRC-32 (IEEE 802.3, as zlib.crc32) of the tensor's elements as contiguous little-endian bytes:
 // a dtype-exact fingerprint to compare tensors across programs.
 uint32_t tensor_crc32(const at::Tensor& t);

@@ -274,15 +274,38 @@ void ZipArchive::read(const Record& r, void* out) const {
     }
     inflateEnd(&z);
   }
-  const uint32_t crc = crc32(out, static_cast<size_t>(r.size));
-  SETDET_CHECK(crc == r.crc32, path_, ": record '", r.name, "' is corrupt: its bytes have CRC-32 ",
-               hex32(crc), ", the archive declares ", hex32(r.crc32));
+  check_crc(r, crc32(out, static_cast<size_t>(r.size)));
 }
 
 std::string ZipArchive::read(const Record& r) const {
   std::string out(static_cast<size_t>(r.size), '\0');
   read(r, out.data());
   return out;
+}
+
+void ZipArchive::verify_all() const {
+  std::string buffer;
+  for (const Record& r : records_) {
+    if (r.method != 0) {
+      read(r);
+      continue;
+    }
+    const uint64_t start = data_offset(r);
+    buffer.resize(static_cast<size_t>(std::min<uint64_t>(r.size, 1 << 20)));
+    uint32_t crc = 0;
+    for (uint64_t done = 0; done < r.size;) {
+      const uint64_t n = std::min<uint64_t>(buffer.size(), r.size - done);
+      pread_exact(buffer.data(), n, start + done, "record '" + r.name + "'");
+      crc = crc32(buffer.data(), static_cast<size_t>(n), crc);
+      done += n;
+    }
+    check_crc(r, crc);
+  }
+}
+
+void ZipArchive::check_crc(const Record& r, uint32_t crc) const {
+  SETDET_CHECK(crc == r.crc32, path_, ": record '", r.name, "' is corrupt: its bytes have CRC-32 ",
+               hex32(crc), ", the archive declares ", hex32(r.crc32));
 }
 
 }  // namespace setdet
