@@ -1,7 +1,8 @@
 // The .pth reader (zip container + restricted unpickler + tensor views). An input starting with
 // "PK" is the whole file; any other input is a data.pkl, zipped here (with correct CRC-32s) next
 // to two storage records, so that mutations reach the unpickler instead of failing the CRC.
-// Any input either loads or is a setdet::Error.
+// Any input either loads or is a setdet::Error, in load_pth_state_dict and in the checks made
+// before LibTorch reads a setdet checkpoint.
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -60,6 +61,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (const auto& [name, tensor] : setdet::load_pth_state_dict(path)) {
       (void)setdet::tensor_crc32(tensor);
     }
+  } catch (const setdet::Error&) {
+  }
+  try {
+    setdet::check_torchscript_archive(path);
   } catch (const setdet::Error&) {
   }
   (void)setdet::is_torchscript_archive(path);

@@ -140,6 +140,22 @@ TEST(Config, AliasBombsAreRefusedWithAndWithoutBase) {
   EXPECT_NE(e.find("expands to more than 100000 YAML nodes"), std::string::npos) << e;
 }
 
+// Found by fuzz_config: an anchor whose list holds an alias of itself is a cycle; walking it
+// used to build ever longer key paths until memory ran out.
+TEST(Config, SelfReferentialAliasIsRefused) {
+  TempDir dir;
+  const auto cyclic = dir.write("cyclic.yaml", "_base_: [base.yaml]\nx: &x [1, *x]\n");
+  dir.write("base.yaml", "y: 1\n");
+  const std::string e = error_of([&] { Config::load(cyclic.string()); });
+  EXPECT_NE(e.find("cyclic.yaml: the config expands to more than 100000 YAML nodes (aliases of "
+                   "aliases?); stopped under 'x[1][1][1]"),
+            std::string::npos)
+      << e;
+  const std::string p = error_of([] { Config::parse("a: {b: &b {c: *b}}", "p.yaml"); });
+  EXPECT_NE(p.find("p.yaml: the config expands to more than 100000 YAML nodes"), std::string::npos)
+      << p;
+}
+
 TEST(Config, BaseMustNameFiles) {
   TempDir dir;
   fs::create_directories(dir.path / "sub");

@@ -252,6 +252,12 @@ def cases():
          ["pipeline[0].prob: expected a probability in [0, 1], got 1.5"]),
         ("normalize_std_zero", "std.yaml", "data: {train: {dataset: {pipeline: [{type: Normalize, mean: [0, 0, 0], std: [0, 1, 1]}]}}}",
          ["pipeline[0].std: expected positive values"]),
+        ("alias_cycle", "cycle.yaml", "x: &x [1, *x]",
+         ["cycle.yaml: the config expands to more than 100000 YAML nodes"]),
+        ("loss_weight_negative", "lw.yaml", "model: {loss_cls: {type: FocalLoss, loss_weight: -1}}",
+         ["model.loss_cls.loss_weight: expected >= 0, got -1"]),
+        ("focal_alpha", "alpha.yaml", "model: {loss_cls: {type: FocalLoss, alpha: 2}}",
+         ["model.loss_cls.alpha: expected a value in [0, 1]", "got 2"]),
     ]:
         train(name, config(file, text), fragments)
     train("base_is_map", write("base_map.yaml", "_base_: {file: tiny.yaml}\n"),

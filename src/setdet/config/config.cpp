@@ -58,25 +58,45 @@ std::string flow(const YAML::Node& node) {
 }
 
 // Walks `root` as it would be expanded (an alias counts each time it is used), without
-// recursion: at most kMaxNodes nodes, and every map key a scalar.
+// recursion and in memory bounded by kMaxNodes: at most kMaxNodes nodes, every map key a scalar.
 void check_tree(const YAML::Node& root, const std::string& origin) {
-  std::vector<std::pair<YAML::Node, std::string>> todo{{root, ""}};
-  size_t seen = 0;
-  while (!todo.empty()) {
-    auto [node, path] = std::move(todo.back());
-    todo.pop_back();
-    SETDET_CHECK(++seen <= kMaxNodes, origin, ": the config expands to more than ", kMaxNodes,
-                 " YAML nodes (aliases of aliases?); stopped at '", path.empty() ? "<root>" : path,
-                 "'");
+  struct Visit {
+    YAML::Node node;
+    size_t parent;  // index in `seen` (the root's is 0, itself)
+    bool in_map;    // a map entry (named by `key`) or a sequence element (by `index`)
+    YAML::Node key;
+    size_t index;
+  };
+  std::vector<Visit> seen{{root, 0, false, YAML::Node(), 0}};
+  // "model.head[2].type", built only for an error (key texts cut at 40 characters)
+  auto path_of = [&](size_t v) {
+    std::vector<std::string> parts;
+    for (; v != 0; v = seen[v].parent) {
+      const Visit& x = seen[v];
+      const std::string& k = x.in_map ? x.key.Scalar() : std::string();
+      parts.push_back(x.in_map ? "." + (k.size() > 40 ? k.substr(0, 37) + "..." : k)
+                               : "[" + std::to_string(x.index) + "]");
+    }
+    std::string path;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) path += *it;
+    if (!path.empty() && path[0] == '.') path.erase(0, 1);
+    return path.empty() ? std::string("<root>") : path;
+  };
+  auto add = [&](size_t parent, const YAML::Node& node, bool in_map, const YAML::Node& key,
+                 size_t index) {
+    SETDET_CHECK(seen.size() < kMaxNodes, origin, ": the config expands to more than ", kMaxNodes,
+                 " YAML nodes (aliases of aliases?); stopped under '", path_of(parent), "'");
+    seen.push_back({node, parent, in_map, key, index});
+  };
+  for (size_t v = 0; v < seen.size(); ++v) {
+    const YAML::Node node = seen[v].node;
     if (node.IsSequence()) {
-      for (size_t i = 0; i < node.size(); ++i) {
-        todo.emplace_back(node[i], path + "[" + std::to_string(i) + "]");
-      }
+      for (size_t i = 0; i < node.size(); ++i) add(v, node[i], false, YAML::Node(), i);
     } else if (node.IsMap()) {
       for (const auto& kv : node) {
-        SETDET_CHECK(kv.first.IsScalar(), origin, ": a key under '", path.empty() ? "<root>" : path,
-                     "' is ", describe_node(kv.first), ", expected a string");
-        todo.emplace_back(kv.second, join_path(path, kv.first.Scalar()));
+        SETDET_CHECK(kv.first.IsScalar(), origin, ": a key under '", path_of(v), "' is ",
+                     describe_node(kv.first), ", expected a string");
+        add(v, kv.second, true, kv.first, 0);
       }
     }
   }

@@ -78,12 +78,12 @@ at::Tensor IoULoss::elementwise(const at::Tensor& pred, const at::Tensor& target
 
 SETDET_REGISTER(LossRegistry, "GIoULoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "loss_weight"});
-  return std::make_shared<GIoULoss>(cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<GIoULoss>(read_loss_weight(cfg));
 });
 
 SETDET_REGISTER(LossRegistry, "IoULoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "loss_weight"});
-  return std::make_shared<IoULoss>(cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<IoULoss>(read_loss_weight(cfg));
 });
 
 }  // namespace setdet
