@@ -137,6 +137,18 @@ TEST(ImageIo, BrokenHeadersNameTheFile) {
   EXPECT_NE(e.find("cut.ppm: cannot decode image: truncated PNM header"), std::string::npos) << e;
 }
 
+// Found by fuzz_image: a PAM header followed by "DICM" at byte 128 made OpenCV hand the bytes to
+// its DICOM decoder (GDCM), which aborted. PAM is not among the formats setdet decodes.
+TEST(ImageIo, PamWithADicomSignatureIsRefusedNotDecoded) {
+  std::string bytes = "P7\nWIDTH 2727\nHEIGHT 6\nDEPTH 3\nMAXVAL 255\nENDHDR\n";
+  bytes.resize(128, '\0');
+  bytes += "DICM\n";
+  const std::string e = error_of([&] { decode_image(bytes, "scan.pam"); });
+  EXPECT_NE(e.find("scan.pam: cannot decode image: not a JPEG, PNG, BMP, PNM, WebP or TIFF file"),
+            std::string::npos)
+      << e;
+}
+
 TEST(ImageIo, ResizeBeyondTheImageLimitIsAConfigError) {
   const Config cfg = Config::parse(
       "pipeline: [{type: Resize, scale: [100000, 100000], keep_ratio: true}]", "big.yaml");

@@ -93,8 +93,7 @@ ImageHeader bmp_header(const HeaderBytes& h) {
   return h.header(width, height < 0 ? -height : height);  // negative height: top-down rows
 }
 
-// P1-P6: magic, width, height as decimal text between whitespace and # comments; P7 (PAM):
-// "WIDTH w" and "HEIGHT h" lines before ENDHDR.
+// P1-P6: magic, width, height as decimal text between whitespace and # comments.
 ImageHeader pnm_header(std::string_view b, const HeaderBytes& h) {
   size_t p = 2;
   auto token = [&]() {
@@ -118,17 +117,8 @@ ImageHeader pnm_header(std::string_view b, const HeaderBytes& h) {
     }
     return std::stoll(std::string(t));
   };
-  if (b[1] != '7') {
-    const int64_t width = number(token());
-    return h.header(width, number(token()));
-  }
-  int64_t width = -1, height = -1;
-  for (std::string_view t = token(); t != "ENDHDR"; t = token()) {
-    if (t == "WIDTH") width = number(token());
-    if (t == "HEIGHT") height = number(token());
-  }
-  if (width < 0 || height < 0) h.fail("no WIDTH or HEIGHT before ENDHDR");
-  return h.header(width, height);
+  const int64_t width = number(token());
+  return h.header(width, number(token()));
 }
 
 ImageHeader webp_header(std::string_view b, const HeaderBytes& h) {
@@ -191,7 +181,11 @@ std::optional<ImageHeader> read_image_header(std::string_view b, const std::stri
     return h.header(static_cast<int64_t>(h.be(16, 4)), static_cast<int64_t>(h.be(20, 4)));
   }
   if (starts_with(b, "BM")) return bmp_header(HeaderBytes(b, path, "BMP"));
-  if (b.size() >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '7') {
+  // Only formats whose OpenCV decoder comes before every other one that could claim the same
+  // bytes: imdecode takes the first decoder whose signature matches, and PAM (P7) is tried after
+  // DICOM, whose signature ("DICM" at byte 128) a PAM file can carry (found by fuzz_image: GDCM
+  // then aborts on the rest of the file).
+  if (b.size() >= 2 && b[0] == 'P' && b[1] >= '1' && b[1] <= '6') {
     return pnm_header(b, HeaderBytes(b, path, "PNM"));
   }
   if (starts_with(b, "RIFF") && b.size() >= 12 && b.substr(8, 4) == "WEBP") {

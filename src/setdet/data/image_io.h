@@ -17,7 +17,7 @@ constexpr int64_t kMaxImageSide = 32768;
 constexpr int64_t kMaxImagePixels = int64_t{1} << 28;
 
 struct ImageHeader {
-  const char* format = "";  // "JPEG", "PNG", "BMP", "PNM", "WebP", "TIFF"
+  const char* format = "";  // "JPEG", "PNG", "BMP", "PNM" (P1-P6), "WebP", "TIFF"
   int64_t width = 0;
   int64_t height = 0;
 };
