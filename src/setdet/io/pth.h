@@ -1,9 +1,11 @@
 // Reading `.pth` files written by PyTorch's `torch.save` (zip format, PyTorch >= 1.6) without
-// Python: the zip container is read with LibTorch's PyTorchStreamReader and `<archive>/data.pkl`
-// with setdet's own restricted unpickler. Nothing in the file is executed: only the globals a
-// state_dict needs are understood (collections.OrderedDict, torch._utils._rebuild_tensor_v2,
-// _rebuild_parameter, the torch.*Storage types); any other object is kept as an opaque value and
-// is an error only if it sits where a tensor is expected.
+// Python: the zip container is read with setdet's ZipArchive (declared sizes checked against the
+// file, CRC-32 of every record verified) and `<archive>/data.pkl` with setdet's own restricted
+// unpickler. Nothing in the file is executed: only the globals a state_dict needs are understood
+// (collections.OrderedDict, torch._utils._rebuild_tensor_v2, _rebuild_parameter, the
+// torch.*Storage types); any other object is kept as an opaque value and is an error only if it
+// sits where a tensor is expected. Hostile files are bounded: nesting deeper than 1000 levels, more
+// than 4M objects, views larger than their storage are errors; nothing recurses without bound.
 #pragma once
 
 #include <ATen/Tensor.h>
