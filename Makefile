@@ -1,11 +1,13 @@
 # setdet: the README's commands. Each installs what it needs (idempotently) and builds first.
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
+FUZZ_DIR ?= build-fuzz
+FUZZ_SECONDS ?= 60
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps configure build test demo demo-pss demo-relation bench format sanitize clean
+.PHONY: all deps configure build test demo demo-pss demo-relation bench format sanitize fuzz clean
 
 all: build
 
@@ -41,8 +43,14 @@ sanitize: deps
 	cmake --build $(ASAN_DIR) -j $(JOBS) --target setdet_core_tests
 	cd $(ASAN_DIR) && ctest --output-on-failure -R '^core\.'
 
+# libFuzzer targets (clang, ASan + UBSan), each run FUZZ_SECONDS from tests/fuzz/corpus/
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B $(FUZZ_DIR) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSETDET_FUZZ=ON
+	cmake --build $(FUZZ_DIR) -j $(JOBS)
+	bash scripts/fuzz.sh $(FUZZ_DIR) $(FUZZ_SECONDS)
+
 format:
 	find src apps tests bench -name '*.cpp' -o -name '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD_DIR) $(ASAN_DIR)
+	rm -rf $(BUILD_DIR) $(ASAN_DIR) $(FUZZ_DIR)

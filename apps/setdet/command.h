@@ -17,6 +17,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -52,5 +53,22 @@ struct RegisterSubcommand {
 // Adds the members of `group` to `app` (one of them is required) and returns the action that
 // runs the chosen one.
 Action add_subcommands(CLI::App& app, const std::string& group);
+
+// For every floating-point option (each element of a list option): a finite number. CLI11's
+// Range lets NaN through (every comparison with it is false).
+inline const CLI::Validator kFinite(
+    [](std::string& text) {
+      size_t used = 0;
+      double v = 0.0;
+      try {
+        v = std::stod(text, &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      if (used == 0 || used != text.size()) return "expected a number, got '" + text + "'";
+      if (!std::isfinite(v)) return "expected a finite number, got '" + text + "'";
+      return std::string();
+    },
+    "FINITE");
 
 }  // namespace setdet::cli

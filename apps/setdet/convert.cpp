@@ -97,6 +97,7 @@ using ops::dtype_name;
 
 // The model tensors of a setdet checkpoint, parameters first, as save_checkpoint wrote them.
 NamedTensors checkpoint_tensors(const std::string& path) {
+  check_torchscript_archive(path);
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);

@@ -355,23 +355,28 @@ const RegisterCommand kDedup{
                      "COCO instances JSON: image sizes for wbf (required there); elsewhere it "
                      "checks that every image id exists")
           ->check(CLI::ExistingFile);
-      o->iou_thr_opt = app.add_option(
-          "--iou-thr", o->iou_thr,
-          "IoU threshold (nms: suppress when > thr, default 0.5; soft-nms: decay when >= thr, "
-          "default 0.3; wbf: join a cluster when > thr, default 0.55)");
+      o->iou_thr_opt = app.add_option("--iou-thr", o->iou_thr,
+                                      "IoU threshold (nms: suppress when > thr, default 0.5; "
+                                      "soft-nms: decay when >= thr, "
+                                      "default 0.3; wbf: join a cluster when > thr, default 0.55)")
+                           ->check(kFinite);
       o->score_thr_opt = app.add_option("--score-thr", o->score_thr,
-                                        "drop input detections with score < thr before dedup");
+                                        "drop input detections with score < thr before dedup")
+                             ->check(kFinite);
       o->max_dets_opt = app.add_option("--max-dets", o->max_dets,
                                        "keep at most this many detections per image (highest "
                                        "scores, over all categories)");
-      o->sigma_opt = app.add_option(
-          "--sigma", o->sigma,
-          "gaussian decay: soft-nms s *= exp(-iou^2 / sigma) (default 0.5); matrix-nms "
-          "exp(-sigma * iou^2) (default 2.0)");
-      o->min_score_opt = app.add_option(
-          "--min-score", o->min_score,
-          "drop boxes whose decayed score falls below this (soft-nms, default 1e-3) or is <= "
-          "this (matrix-nms, default 0)");
+      o->sigma_opt =
+          app.add_option(
+                 "--sigma", o->sigma,
+                 "gaussian decay: soft-nms s *= exp(-iou^2 / sigma) (default 0.5); matrix-nms "
+                 "exp(-sigma * iou^2) (default 2.0)")
+              ->check(kFinite);
+      o->min_score_opt = app.add_option("--min-score", o->min_score,
+                                        "drop boxes whose decayed score falls below this "
+                                        "(soft-nms, default 1e-3) or is <= "
+                                        "this (matrix-nms, default 0)")
+                             ->check(kFinite);
       o->soft_method_opt = app.add_option("--soft-method", o->soft_method,
                                           "soft-nms decay: linear (default) | gaussian | naive")
                                ->check(CLI::IsMember({"linear", "gaussian", "naive"}));
@@ -385,7 +390,8 @@ const RegisterCommand kDedup{
               ->check(CLI::IsMember({"avg", "max", "box_and_model_avg", "absent_model_aware_avg"}));
       o->weights_opt = app.add_option("--weights", o->weights,
                                       "wbf: one weight per --dt file, e.g. 2,1 (default: all 1)")
-                           ->delimiter(',');
+                           ->delimiter(',')
+                           ->check(kFinite);
       return [o] { return run_dedup(*o); };
     }};
 

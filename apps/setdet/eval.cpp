@@ -252,7 +252,8 @@ const RegisterCommand kEval{
                      "to this PNG file");
       app.add_option("--iou-thrs", o->iou_thrs,
                      "IoU thresholds (default: 0.50:0.05:0.95 as np.linspace)")
-          ->delimiter(',');
+          ->delimiter(',')
+          ->check(kFinite);
       app.add_option("--max-dets", o->max_dets,
                      "max detections per image and category (default: 1 10 100; the summary "
                      "reports AR at the first three, pycocotools' AP line asks for 100)")

@@ -183,6 +183,7 @@ const RegisterCommand kInfer{
                      "write IMAGE stems as PNGs with the detections drawn");
       app.add_option("--json", o->json, "write all detections as JSON");
       app.add_option("--score-thr", o->score_thr, "draw only detections with at least this score")
+          ->check(kFinite)
           ->check(CLI::Range(0.0, 1.0));
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
           ->allow_extra_args(false);

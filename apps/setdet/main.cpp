@@ -1,11 +1,14 @@
 // setdet command-line entry point: global options, then one registered subcommand.
 #include <algorithm>
+#include <cstring>
 #include <exception>
 #include <iostream>
 #include <map>
+#include <new>
 
 #include "command.h"
 #include "setdet/core/error.h"
+#include "setdet/core/parallel.h"
 #include "setdet/engine/threads.h"
 
 namespace setdet::cli {
@@ -39,21 +42,43 @@ Action add_subcommands(CLI::App& app, const std::string& group) {
   };
 }
 
-}  // namespace setdet::cli
+namespace {
 
-int main(int argc, char** argv) {
-  using namespace setdet::cli;
+// The first word that is neither a global option nor its value, when it names no subcommand
+// (CLI11 would only say that a subcommand is required).
+std::string unknown_subcommand(int argc, char** argv, const std::vector<Command>& registry) {
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--threads") {
+      ++i;
+      continue;
+    }
+    if (arg.rfind('-', 0) == 0) continue;
+    const bool known = std::any_of(registry.begin(), registry.end(),
+                                   [&](const Command& c) { return c.name == arg; });
+    return known ? std::string() : arg;
+  }
+  return "";
+}
+
+int run(int argc, char** argv) {
   CLI::App app{"setdet: object detection with first-class set-level stages"};
   app.require_subcommand(1);
   int threads = 0;
   app.add_option("--threads", threads,
-                 "threads for LibTorch and setdet (default: all cores); before or after the "
-                 "subcommand")
+                 "threads for LibTorch and setdet (default: all cores, at most the cores "
+                 "available); before or after the subcommand")
       ->check(CLI::NonNegativeNumber);
 
   auto& registry = commands();
   std::sort(registry.begin(), registry.end(),
             [](const Command& a, const Command& b) { return a.name < b.name; });
+  if (const std::string bad = unknown_subcommand(argc, argv, registry); !bad.empty()) {
+    std::string known;
+    for (const auto& c : registry) known += (known.empty() ? "" : ", ") + c.name;
+    std::cerr << "setdet: error: unknown subcommand '" << bad << "'; known: " << known << "\n";
+    return 2;
+  }
   std::map<CLI::App*, Action> actions;
   for (const auto& command : registry) {
     CLI::App* sub = app.add_subcommand(command.name, command.help);
@@ -67,15 +92,26 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
-  setdet::init_threads(threads);
+  setdet::init_threads(
+      static_cast<int>(setdet::cap_thread_count(threads, setdet::available_cores(), "--threads")));
+  for (auto& [sub, action] : actions) {
+    if (sub->parsed()) return action();
+  }
+  return 1;
+}
 
+}  // namespace
+}  // namespace setdet::cli
+
+int main(int argc, char** argv) {
   try {
-    for (auto& [sub, action] : actions) {
-      if (sub->parsed()) return action();
-    }
+    return setdet::cli::run(argc, argv);
+  } catch (const std::bad_alloc&) {
+    std::cerr << "setdet: error: out of memory\n";
   } catch (const std::exception& e) {
     std::cerr << "setdet: error: " << e.what() << "\n";
-    return 1;
+  } catch (...) {
+    std::cerr << "setdet: error: unknown exception\n";
   }
   return 1;
 }

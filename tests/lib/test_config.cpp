@@ -123,6 +123,115 @@ SETDET_REGISTER(TestShapeRegistry, "Square", [](const Config& cfg) {
   return std::make_shared<int>(cfg.get<int>("side", 1) * cfg.get<int>("side", 1));
 });
 
+// `levels` + 1 anchored lists of `width` items, each item an alias of the previous list:
+// width^levels leaves when expanded. Block style ("a0: &a0 [...]" lines) or one flow map.
+std::string alias_bomb(int levels, int width, bool flow) {
+  std::string y = flow ? "{" : "";
+  for (int k = 0; k <= levels; ++k) {
+    const std::string name = "a" + std::to_string(k);
+    const std::string item = k == 0 ? "lol" : "*a" + std::to_string(k - 1);
+    y += (flow && k > 0 ? ", " : "") + name + ": &" + name + " [" + item;
+    for (int j = 1; j < width; ++j) y += ", " + item;
+    y += flow ? "]" : "]\n";
+  }
+  return flow ? y + "}" : y;
+}
+
+TEST(Config, AliasBombsAreRefusedWithAndWithoutBase) {
+  TempDir dir;
+  const auto bomb = dir.write("bomb.yaml", alias_bomb(9, 9, false));
+  const auto child = dir.write("child.yaml", "_base_: bomb.yaml\nlr: 1\n");
+  const auto parent = dir.write("parent.yaml", "a: 1\n");
+  const auto bomb_child =
+      dir.write("bomb_child.yaml", "_base_: parent.yaml\n" + alias_bomb(9, 9, false));
+  for (const auto& [file, named] :
+       {std::pair{bomb, bomb}, {child, bomb}, {bomb_child, bomb_child}}) {
+    const std::string e = error_of([&] { Config::load(file.string()); });
+    EXPECT_NE(e.find(named.string() + ": the config expands to more than 100000 YAML nodes"),
+              std::string::npos)
+        << file << ": " << e;
+  }
+  Config cfg = Config::parse("a: 1");
+  const std::string e = error_of([&] { cfg.set_override("a=" + alias_bomb(5, 10, true)); });
+  EXPECT_NE(e.find("--set 'a={a0: &a0 [lol"), std::string::npos) << e;
+  EXPECT_NE(e.find("expands to more than 100000 YAML nodes"), std::string::npos) << e;
+}
+
+// Found by fuzz_config: an anchor whose list holds an alias of itself is a cycle; walking it
+// used to build ever longer key paths until memory ran out.
+TEST(Config, SelfReferentialAliasIsRefused) {
+  TempDir dir;
+  const auto cyclic = dir.write("cyclic.yaml", "_base_: [base.yaml]\nx: &x [1, *x]\n");
+  dir.write("base.yaml", "y: 1\n");
+  const std::string e = error_of([&] { Config::load(cyclic.string()); });
+  EXPECT_NE(e.find("cyclic.yaml: the config expands to more than 100000 YAML nodes (aliases of "
+                   "aliases?); stopped under 'x[1][1][1]"),
+            std::string::npos)
+      << e;
+  const std::string p = error_of([] { Config::parse("a: {b: &b {c: *b}}", "p.yaml"); });
+  EXPECT_NE(p.find("p.yaml: the config expands to more than 100000 YAML nodes"), std::string::npos)
+      << p;
+}
+
+TEST(Config, BaseMustNameFiles) {
+  TempDir dir;
+  fs::create_directories(dir.path / "sub");
+  const auto as_map = dir.write("map.yaml", "_base_: {file: a.yaml}\n");
+  std::string e = error_of([&] { Config::load(as_map.string()); });
+  EXPECT_NE(e.find("map.yaml: _base_: expected a file name or a list of file names, got a map "
+                   "{file: a.yaml}"),
+            std::string::npos)
+      << e;
+  const auto as_dir = dir.write("dir.yaml", "_base_: sub\n");
+  e = error_of([&] { Config::load(as_dir.string()); });
+  EXPECT_NE(e.find("dir.yaml: _base_: 'sub' (" + (dir.path / "sub").string() +
+                   ") is a directory, expected a YAML file"),
+            std::string::npos)
+      << e;
+  const auto missing = dir.write("missing.yaml", "_base_: [sub/none.yaml]\n");
+  e = error_of([&] { Config::load(missing.string()); });
+  EXPECT_NE(e.find("missing.yaml: _base_: 'sub/none.yaml': file not found"), std::string::npos)
+      << e;
+  const auto nested = dir.write("nested.yaml", "_base_: [[a.yaml]]\n");
+  e = error_of([&] { Config::load(nested.string()); });
+  EXPECT_NE(e.find("nested.yaml: _base_: expected a file name or a list of file names, got a "
+                   "list [a.yaml]"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Config, NonScalarKeysAndValuesAreNamed) {
+  std::string e = error_of([] { Config::parse("model:\n  ? [a, b]\n  : 1\n", "k.yaml"); });
+  EXPECT_NE(e.find("k.yaml: a key under 'model' is a list [a, b], expected a string"),
+            std::string::npos)
+      << e;
+  e = error_of([] { Config::parse("? {a: 1}\n: 1\n", "k.yaml"); });
+  EXPECT_NE(e.find("k.yaml: a key under '<root>' is a map {a: 1}, expected a string"),
+            std::string::npos)
+      << e;
+  const Config cfg =
+      Config::parse("optimizer: {lr: [1, 2], eps: {a: 1}, wd: .inf, b: [0.9, .nan]}", "c.yaml");
+  e = error_of([&] { cfg["optimizer"].get<double>("lr"); });
+  EXPECT_NE(e.find("c.yaml: optimizer.lr: expected a number, got a list [1, 2]"), std::string::npos)
+      << e;
+  e = error_of([&] { cfg["optimizer"].get<std::string>("eps"); });
+  EXPECT_NE(e.find("c.yaml: optimizer.eps: expected a string, got a map {a: 1}"), std::string::npos)
+      << e;
+  e = error_of([&] { cfg["optimizer"].get<double>("wd"); });
+  EXPECT_NE(e.find("c.yaml: optimizer.wd: expected a finite number, got '.inf'"), std::string::npos)
+      << e;
+  e = error_of([&] { cfg["optimizer"].get<std::vector<double>>("b"); });
+  EXPECT_NE(e.find("c.yaml: optimizer.b: expected a finite number, got a list [0.9, .nan]"),
+            std::string::npos)
+      << e;
+  e = error_of([&] { cfg["optimizer"].get<std::vector<int64_t>>("eps"); });
+  EXPECT_NE(e.find("optimizer.eps: expected a list of integers, got a map {a: 1}"),
+            std::string::npos)
+      << e;
+  e = error_of([] { Config::parse(std::string(600, '[') + std::string(600, ']'), "d.yaml"); });
+  EXPECT_NE(e.find("d.yaml: invalid YAML: nested more than"), std::string::npos) << e;
+}
+
 TEST(Registry, BuildsRegisteredTypeAndNamesKnownChoicesOtherwise) {
   const Config cfg =
       Config::parse("a: {type: Square, side: 3}\nb: {type: Circle}\nc: {side: 1}\n", "shapes.yaml");

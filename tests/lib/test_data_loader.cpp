@@ -9,6 +9,7 @@
 #include <set>
 
 #include "setdet/core/io/coco.h"
+#include "setdet/core/parallel.h"
 #include "setdet/data/coco_dataset.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/synthetic.h"
@@ -94,6 +95,20 @@ TEST_F(LoaderTest, BatchesAreIdenticalWhateverTheNumberOfWorkers) {
     expect_same_batches(b0, epoch(*l1, e));
     expect_same_batches(b0, epoch(*l3, e));
   }
+}
+
+TEST_F(LoaderTest, WorkerCountIsCappedWithAMessage) {
+  const int64_t cap = 4 * available_cores();
+  testing::internal::CaptureStderr();
+  auto huge = DataLoader::from_config(Config::parse(loader_yaml(100000, 7), "w.yaml"));
+  const std::string note = testing::internal::GetCapturedStderr();
+  EXPECT_NE(note.find("setdet: w.yaml: num_workers 100000 is more than the " + std::to_string(cap) +
+                      " allowed here"),
+            std::string::npos)
+      << note;
+  EXPECT_EQ(huge->options().num_workers, cap);
+  auto l0 = DataLoader::from_config(Config::parse(loader_yaml(0, 7)));
+  expect_same_batches(epoch(*l0, 0), epoch(*huge, 0));
 }
 
 TEST_F(LoaderTest, BatchLayoutAndTargets) {
@@ -239,7 +254,10 @@ TEST_F(LoaderTest, MissingOrBrokenImagesAreReportedWithTheirPath) {
   o.filter_empty = false;
   auto ds = std::make_shared<CocoDetectionDataset>(o);
   EXPECT_EQ(error_of([&] { ds->load(1); }), missing.string() + ": no such file");
-  EXPECT_EQ(error_of([&] { ds->load(3); }), corrupt.string() + ": cannot decode image");
+  const std::string undecodable = corrupt.string() +
+                                  ": cannot decode image: not a JPEG, PNG, BMP, PNM, WebP or TIFF "
+                                  "file (bytes 6e 6f 74 20 61 6e 20 69)";  // "not an i..."
+  EXPECT_EQ(error_of([&] { ds->load(3); }), undecodable);
 
   LoaderOptions lo;
   lo.batch_size = 1;
@@ -250,7 +268,7 @@ TEST_F(LoaderTest, MissingOrBrokenImagesAreReportedWithTheirPath) {
   ASSERT_TRUE(loader.next().has_value());
   EXPECT_EQ(error_of([&] { loader.next(); }), missing.string() + ": no such file");
   ASSERT_TRUE(loader.next().has_value());
-  EXPECT_EQ(error_of([&] { loader.next(); }), corrupt.string() + ": cannot decode image");
+  EXPECT_EQ(error_of([&] { loader.next(); }), undecodable);
 }
 
 TEST_F(LoaderTest, ConfigErrorsNameTheKeyPath) {

@@ -11,6 +11,8 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -46,6 +48,7 @@ class PickleBytes {
   PickleBytes& str(const std::string& s) { return op('X').le(s.size(), 4).raw(s); }
   PickleBytes& int1(uint8_t v) { return op('K').byte(v); }
   PickleBytes& int4(int32_t v) { return op('J').le(static_cast<uint32_t>(v), 4); }
+  PickleBytes& int8(int64_t v) { return op(0x8a).byte(8).le(static_cast<uint64_t>(v), 8); }
   PickleBytes& put(uint8_t i) { return op('q').byte(i); }
   PickleBytes& get(uint8_t i) { return op('h').byte(i); }
   PickleBytes& binfloat(double v) {
@@ -66,15 +69,28 @@ class PickleBytes {
         .op('t')
         .op('Q');
   }
-  // torch._utils._rebuild_tensor_v2(<storage>, offset, size, stride, False, OrderedDict()).
+  // torch._utils._rebuild_tensor_v2(<storage>, offset, size, stride, False, OrderedDict()), the
+  // ints as BININT1 (as torch.save writes small ones) or, in tensor64, as 8-byte LONG1.
   PickleBytes& tensor(const std::string& type, const std::string& key, uint8_t numel,
                       uint8_t offset, const std::vector<uint8_t>& size,
                       const std::vector<uint8_t>& stride) {
-    global("torch._utils", "_rebuild_tensor_v2").op('(').storage(type, key, numel).int1(offset);
+    return rebuild(type, key, numel, offset, size, stride, &PickleBytes::int1);
+  }
+  PickleBytes& tensor64(const std::string& type, const std::string& key, uint8_t numel,
+                        int64_t offset, const std::vector<int64_t>& size,
+                        const std::vector<int64_t>& stride) {
+    return rebuild(type, key, numel, offset, size, stride, &PickleBytes::int8);
+  }
+  template <typename Int>
+  PickleBytes& rebuild(const std::string& type, const std::string& key, uint8_t numel,
+                       Int offset, const std::vector<Int>& size, const std::vector<Int>& stride,
+                       PickleBytes& (PickleBytes::*write_int)(Int)) {
+    global("torch._utils", "_rebuild_tensor_v2").op('(').storage(type, key, numel);
+    (this->*write_int)(offset);
     op('(');
-    for (const uint8_t s : size) int1(s);
+    for (const Int s : size) (this->*write_int)(s);
     op('t').op('(');
-    for (const uint8_t s : stride) int1(s);
+    for (const Int s : stride) (this->*write_int)(s);
     op('t').op(0x89).global("collections", "OrderedDict").op(')').op('R');
     return op('t').op('R');
   }
@@ -210,21 +226,24 @@ TEST(Pth, ErrorsNameTheFileAndTheProblem) {
   write_zip(short_storage,
             {{"data.pkl", ordered_dict_with_views()}, {"data/0", storage_0_to_5().substr(0, 20)}});
   e = error_of([&] { load_pth_state_dict(short_storage); });
-  EXPECT_NE(e.find(short_storage + ": data.pkl: truncated storage data/0: it holds 20 bytes"),
+  EXPECT_NE(e.find(short_storage + ": tensor 'a': truncated storage data/0: it holds 20 bytes"),
             std::string::npos)
       << e;
 
   const std::string missing_storage = dir.file("missing_storage.pth");
   write_zip(missing_storage, {{"data.pkl", ordered_dict_with_views()}});
   e = error_of([&] { load_pth_state_dict(missing_storage); });
-  EXPECT_NE(e.find("storage record data/0 is missing"), std::string::npos) << e;
+  EXPECT_NE(e.find("tensor 'a': its storage record data/0 is missing"), std::string::npos) << e;
 
   const std::string out_of_bounds = dir.file("out_of_bounds.pth");
   PickleBytes v;
   v.proto().op('}').str("a").tensor("FloatStorage", "0", 6, 3, {2, 2}, {2, 1}).op('s').op('.');
   write_zip(out_of_bounds, {{"data.pkl", v.bytes()}, {"data/0", storage_0_to_5()}});
   e = error_of([&] { load_pth_state_dict(out_of_bounds); });
-  EXPECT_NE(e.find("reaches element 6 of storage data/0, which holds 6"), std::string::npos) << e;
+  EXPECT_NE(e.find("tensor 'a': a view at offset 3 with size [2, 2] and stride [2, 1] reaches "
+                   "element 6 of storage data/0, which holds 6"),
+            std::string::npos)
+      << e;
 
   const std::string truncated_pickle = dir.file("truncated_pickle.pth");
   const std::string full = ordered_dict_with_views();
@@ -255,6 +274,165 @@ TEST(Pth, ErrorsNameTheFileAndTheProblem) {
   write_zip(unknown_storage, {{"data.pkl", q.bytes()}, {"data/0", storage_0_to_5()}});
   e = error_of([&] { load_pth_state_dict(unknown_storage); });
   EXPECT_NE(e.find("unsupported storage type torch.QInt8Storage"), std::string::npos) << e;
+}
+
+// {'w': <view>} over the six floats of storage 0.
+std::string one_view(int64_t offset, const std::vector<int64_t>& size,
+                     const std::vector<int64_t>& stride) {
+  PickleBytes p;
+  p.proto().op('}').str("w").tensor64("FloatStorage", "0", 6, offset, size, stride);
+  return p.op('s').op('.').bytes();
+}
+
+TEST(Pth, ViewErrorsNameTheTensorAndTheValues) {
+  PthTempDir dir;
+  const std::string file = dir.file("view.pth");
+  auto error_for = [&](int64_t offset, std::vector<int64_t> size, std::vector<int64_t> stride) {
+    write_zip(file, {{"data.pkl", one_view(offset, size, stride)}, {"data/0", storage_0_to_5()}});
+    return error_of([&] { load_pth_state_dict(file); });
+  };
+  // 2^40 elements of one stored float: refused before anything is allocated.
+  std::string e = error_for(0, {int64_t{1} << 40}, {0});
+  EXPECT_NE(e.find(file + ": tensor 'w': size [1099511627776] holds 1099511627776 elements, more "
+                          "than the 6 of its storage data/0"),
+            std::string::npos)
+      << e;
+  e = error_for(0, {3, -2}, {2, 1});
+  EXPECT_NE(e.find("tensor 'w': size [3, -2] has the negative dimension -2 (dimension 1)"),
+            std::string::npos)
+      << e;
+  e = error_for(0, {2}, {-1});
+  EXPECT_NE(e.find("tensor 'w': stride [-1] has the negative value -1"), std::string::npos) << e;
+  e = error_for(-4, {2}, {1});
+  EXPECT_NE(e.find("tensor 'w': storage offset -4 is negative"), std::string::npos) << e;
+  e = error_for(0, {int64_t{1} << 62, 4}, {4, 1});
+  EXPECT_NE(e.find("tensor 'w': size [4611686018427387904, 4] holds more than 2^63 elements"),
+            std::string::npos)
+      << e;
+  e = error_for(5, {2}, {std::numeric_limits<int64_t>::max()});
+  EXPECT_NE(e.find("tensor 'w': a view at offset 5 with size [2] and stride "
+                   "[9223372036854775807] overflows 64-bit element indices"),
+            std::string::npos)
+      << e;
+  e = error_for(0, {2, 2}, {2});
+  EXPECT_NE(e.find("tensor 'w': 2 sizes [2, 2] but 1 strides [2]"), std::string::npos) << e;
+}
+
+TEST(Pth, CorruptRecordIsRefusedNamingIt) {
+  PthTempDir dir;
+  const std::string file = dir.file("crc.pth");
+  write_zip(file, {{"data.pkl", ordered_dict_with_views()}, {"data/0", storage_0_to_5()}});
+  // Flip one byte of the stored floats 0..5 (the float 1.0 is 00 00 80 3f).
+  std::string bytes;
+  {
+    std::ifstream in(file, std::ios::binary);
+    bytes.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  const std::string one = raw_bytes(std::vector<float>{1.f});
+  const size_t at = bytes.find(one);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 3] = 0x40;  // 1.0 -> 2.0
+  std::ofstream(file, std::ios::binary | std::ios::trunc) << bytes;
+  const std::string e = error_of([&] { load_pth_state_dict(file); });
+  EXPECT_NE(e.find(file + ": record 'crc/data/0' is corrupt: its bytes have CRC-32 0x"),
+            std::string::npos)
+      << e;
+  EXPECT_NE(e.find(", the archive declares 0x"), std::string::npos) << e;
+}
+
+// MARKs, the innermost object, then the wrapping opcodes: `depth` nested containers.
+std::string nested(size_t depth, char container) {
+  std::string p = "\x80\x02";
+  if (container == 'l') {
+    p += std::string(depth, '(') + ']' + std::string(depth, 'l');
+  } else {
+    p += ')' + std::string(depth, '\x85');  // TUPLE1 around the empty tuple
+  }
+  return p;
+}
+
+TEST(Pth, DeepNestingIsAnErrorNotACrash) {
+  PthTempDir dir;
+  const std::string file = dir.file("deep.pth");
+  for (const char container : {'l', 't'}) {
+    write_zip(file, {{"data.pkl", nested(1000000, container) + "."}});
+    const std::string e = error_of([&] { load_pth_state_dict(file); });
+    EXPECT_NE(e.find(file + ": data.pkl: objects nested more than 1000 levels deep at byte"),
+              std::string::npos)
+        << e;
+  }
+  // A dict key that is a 200,000-deep tuple.
+  write_zip(file, {{"data.pkl", "\x80\x02}" + nested(200000, 't').substr(2) + "K\x01s."}});
+  const std::string e = error_of([&] { load_pth_state_dict(file); });
+  EXPECT_NE(e.find("nested more than 1000 levels deep"), std::string::npos) << e;
+  // Just under the limit: read (and hashed as a key) without trouble.
+  write_zip(file, {{"data.pkl", "\x80\x02}" + nested(999, 't').substr(2) + "K\x01s."}});
+  EXPECT_NE(error_of([&] { load_pth_state_dict(file); }).find("no dict of tensors found"),
+            std::string::npos);
+}
+
+TEST(Pth, SharedAndCyclicObjectsStayLinear) {
+  PthTempDir dir;
+  const std::string file = dir.file("dag.pth");
+  // t_k = (t_{k-1}, t_{k-1}) for k = 1..80: 2^80 leaves if expanded, 80 tuples as stored. Used as
+  // a dict key, then a list that holds itself.
+  std::string b = "\x80\x02}";
+  b += ")q";
+  b += '\0';
+  b += '0';
+  for (int k = 1; k <= 80; ++k) {
+    b += 'h';
+    b += static_cast<char>(k - 1);
+    b += 'h';
+    b += static_cast<char>(k - 1);
+    b += '\x86';  // TUPLE2
+    b += 'q';
+    b += static_cast<char>(k);
+    if (k < 80) b += '0';  // POP: only t_80 stays on the stack
+  }
+  b += "K\x01s";  // {t_80: 1}
+  b += "]q\x51h\x51"
+       "a";   // a list appended to itself
+  b += "0.";  // drop it, return the dict
+  write_zip(file, {{"data.pkl", b}});
+  const std::string e = error_of([&] { load_pth_state_dict(file); });
+  EXPECT_NE(e.find(file + ": no dict of tensors found: the top-level dict holds no tensors (a "
+                          "tuple of 2: an int 1)"),
+            std::string::npos)
+      << e;
+}
+
+TEST(Pth, CodeExecutionPayloadsAreNeverRun) {
+  PthTempDir dir;
+  const std::string marker = dir.file("pwned");
+  const std::string command = "touch " + marker;
+  struct Payload {
+    std::string module, name;
+  };
+  for (const Payload& g : {Payload{"posix", "system"}, Payload{"os", "system"},
+                           Payload{"builtins", "eval"}, Payload{"builtins", "exec"},
+                           Payload{"subprocess", "Popen"}, Payload{"builtins", "getattr"}}) {
+    const std::string file = dir.file(g.module + "_" + g.name + ".pth");
+    PickleBytes p;
+    p.proto().op('}').str("state_dict").op('}').str("w");
+    if (g.name == "getattr") {
+      // getattr(getattr(__import__('os'), 'system'))('touch ...')
+      p.global("builtins", "getattr").op('(').global("builtins", "__import__").op('(').str("os");
+      p.op('t').op('R').str("system").op('t').op('R').op('(').str(command).op('t').op('R');
+    } else {
+      p.global(g.module, g.name).op('(').str(command).op('t').op('R');
+    }
+    p.op('s').op('s').op('.');
+    write_zip(file, {{"data.pkl", p.bytes()}});
+    const std::string e = error_of([&] { load_pth_state_dict(file); });
+    EXPECT_NE(e.find(file +
+                     ": no dict of tensors found: the top-level dict's 'state_dict' entry "
+                     "holds no tensors ('w': a " +
+                     g.module + "." + g.name + " object"),
+              std::string::npos)
+        << e;
+    EXPECT_FALSE(fs::exists(marker)) << g.module << "." << g.name << " was run";
+  }
 }
 
 TEST(Pth, TensorCrc32MatchesZlib) {

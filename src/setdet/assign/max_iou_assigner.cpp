@@ -59,6 +59,11 @@ std::shared_ptr<AnchorAssigner> build_max_iou_assigner(const Config& cfg) {
       .neg_iou_thr(cfg.get<double>("neg_iou_thr", 0.4))
       .allow_low_quality_matches(cfg.get<bool>("allow_low_quality_matches", true))
       .min_pos_iou(cfg.get<double>("min_pos_iou", 0.0));
+  for (const auto& [key, v] : {std::pair{"pos_iou_thr", o.pos_iou_thr()},
+                               {"neg_iou_thr", o.neg_iou_thr()},
+                               {"min_pos_iou", o.min_pos_iou()}}) {
+    SETDET_CHECK(v >= 0 && v <= 1, cfg.where(), ".", key, ": expected an IoU in [0, 1], got ", v);
+  }
   SETDET_CHECK(o.neg_iou_thr() <= o.pos_iou_thr(), cfg.where(), ": neg_iou_thr (", o.neg_iou_thr(),
                ") must be <= pos_iou_thr (", o.pos_iou_thr(), ")");
   return std::make_shared<MaxIoUAssigner>(o);

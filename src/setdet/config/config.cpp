@@ -1,5 +1,7 @@
 #include "setdet/config/config.h"
 
+#include <yaml-cpp/depthguard.h>
+
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -10,8 +12,108 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// A config is a few hundred nodes; YAML aliases can make a small file expand to billions
+// ("billion laughs"), which merging and copying would materialise.
+constexpr size_t kMaxNodes = 100000;
+
 std::string join_path(const std::string& parent, const std::string& key) {
   return parent.empty() ? key : parent + "." + key;
+}
+
+// One line of YAML flow text for `node`, cut after about 80 characters (loaded nodes keep their
+// block style, which YAML::Emitter would honour over YAML::Flow).
+void append_flow(const YAML::Node& node, std::string& out) {
+  constexpr size_t kLimit = 80;
+  if (out.size() > kLimit) return;
+  if (node.IsSequence()) {
+    out += "[";
+    for (size_t i = 0; i < node.size() && out.size() <= kLimit; ++i) {
+      if (i) out += ", ";
+      append_flow(node[i], out);
+    }
+    out += "]";
+  } else if (node.IsMap()) {
+    out += "{";
+    bool first = true;
+    for (const auto& kv : node) {
+      if (out.size() > kLimit) break;
+      if (!first) out += ", ";
+      first = false;
+      append_flow(kv.first, out);
+      out += ": ";
+      append_flow(kv.second, out);
+    }
+    out += "}";
+  } else if (node.IsScalar()) {
+    out += node.Scalar();
+  } else {
+    out += "null";
+  }
+}
+
+std::string flow(const YAML::Node& node) {
+  std::string text;
+  append_flow(node, text);
+  return text.size() > 80 ? text.substr(0, 77) + "..." : text;
+}
+
+// Walks `root` as it would be expanded (an alias counts each time it is used), without
+// recursion and in memory bounded by kMaxNodes: at most kMaxNodes nodes, every map key a scalar.
+void check_tree(const YAML::Node& root, const std::string& origin) {
+  struct Visit {
+    YAML::Node node;
+    size_t parent;  // index in `seen` (the root's is 0, itself)
+    bool in_map;    // a map entry (named by `key`) or a sequence element (by `index`)
+    YAML::Node key;
+    size_t index;
+  };
+  std::vector<Visit> seen{{root, 0, false, YAML::Node(), 0}};
+  // "model.head[2].type", built only for an error (key texts cut at 40 characters)
+  auto path_of = [&](size_t v) {
+    std::vector<std::string> parts;
+    for (; v != 0; v = seen[v].parent) {
+      const Visit& x = seen[v];
+      const std::string& k = x.in_map ? x.key.Scalar() : std::string();
+      parts.push_back(x.in_map ? "." + (k.size() > 40 ? k.substr(0, 37) + "..." : k)
+                               : "[" + std::to_string(x.index) + "]");
+    }
+    std::string path;
+    for (auto it = parts.rbegin(); it != parts.rend(); ++it) path += *it;
+    if (!path.empty() && path[0] == '.') path.erase(0, 1);
+    return path.empty() ? std::string("<root>") : path;
+  };
+  auto add = [&](size_t parent, const YAML::Node& node, bool in_map, const YAML::Node& key,
+                 size_t index) {
+    SETDET_CHECK(seen.size() < kMaxNodes, origin, ": the config expands to more than ", kMaxNodes,
+                 " YAML nodes (aliases of aliases?); stopped under '", path_of(parent), "'");
+    seen.push_back({node, parent, in_map, key, index});
+  };
+  for (size_t v = 0; v < seen.size(); ++v) {
+    const YAML::Node node = seen[v].node;
+    if (node.IsSequence()) {
+      for (size_t i = 0; i < node.size(); ++i) add(v, node[i], false, YAML::Node(), i);
+    } else if (node.IsMap()) {
+      for (const auto& kv : node) {
+        SETDET_CHECK(kv.first.IsScalar(), origin, ": a key under '", path_of(v), "' is ",
+                     describe_node(kv.first), ", expected a string");
+        add(v, kv.second, true, kv.first, 0);
+      }
+    }
+  }
+}
+
+YAML::Node parse_yaml(const std::string& text, const std::string& origin) {
+  YAML::Node node;
+  try {
+    node = YAML::Load(text);
+  } catch (const YAML::DeepRecursion& e) {
+    throw Error(origin + ": invalid YAML: nested more than " + std::to_string(e.depth() - 1) +
+                " levels deep (line " + std::to_string(e.mark.line + 1) + ")");
+  } catch (const YAML::Exception& e) {
+    throw Error(origin + ": invalid YAML: " + e.what());
+  }
+  check_tree(node, origin);
+  return node;
 }
 
 // Whether a map says `_delete_: true` (MMCV: replace the base's map instead of merging into it).
@@ -54,37 +156,60 @@ YAML::Node merge(const YAML::Node& base, const YAML::Node& over) {
   return out;
 }
 
+// `_base_: name` or `_base_: [names]`, each relative to `file`'s directory.
+std::vector<fs::path> base_files(const fs::path& file, const YAML::Node& base_node) {
+  const std::string where = file.string() + ": _base_";
+  std::vector<YAML::Node> names;
+  if (base_node.IsSequence()) {
+    for (const auto& b : base_node) names.push_back(b);
+  } else {
+    names.push_back(base_node);
+  }
+  std::vector<fs::path> out;
+  for (const auto& n : names) {
+    SETDET_CHECK(n.IsScalar() && !n.Scalar().empty(), where,
+                 ": expected a file name or a list of file names, got ", describe_node(n));
+    const fs::path base = file.parent_path() / n.Scalar();
+    std::error_code ec;
+    SETDET_CHECK(fs::exists(base, ec), where, ": '", n.Scalar(), "': file not found (looked for ",
+                 base.string(), ")");
+    SETDET_CHECK(fs::is_regular_file(base, ec), where, ": '", n.Scalar(), "' (", base.string(),
+                 ") is ", fs::is_directory(base, ec) ? "a directory" : "not a regular file",
+                 ", expected a YAML file");
+    out.push_back(base);
+  }
+  return out;
+}
+
 YAML::Node load_file(const fs::path& file, std::vector<fs::path>& stack) {
-  SETDET_CHECK(fs::exists(file), "config: file not found: ", file.string());
+  std::error_code ec;
+  SETDET_CHECK(fs::exists(file, ec), "config: file not found: ", file.string());
+  SETDET_CHECK(fs::is_regular_file(file, ec), file.string(), ": is ",
+               fs::is_directory(file, ec) ? "a directory" : "not a regular file",
+               ", expected a YAML file");
   const auto canonical = fs::canonical(file);
   for (const auto& f : stack) {
     SETDET_CHECK(f != canonical, file.string(), ": _base_ inheritance cycle");
   }
-  YAML::Node node;
-  try {
-    node = YAML::LoadFile(file.string());
-  } catch (const YAML::Exception& e) {
-    throw Error(file.string() + ": invalid YAML: " + e.what());
-  }
+  std::ifstream in(file, std::ios::binary);
+  std::ostringstream text;
+  text << in.rdbuf();
+  SETDET_CHECK(!in.bad(), file.string(), ": cannot read");
+  YAML::Node node = parse_yaml(text.str(), file.string());
   if (!node || node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
-  SETDET_CHECK(node.IsMap(), file.string(), ": a config must be a YAML map at the top level");
+  SETDET_CHECK(node.IsMap(), file.string(), ": a config must be a YAML map at the top level, got ",
+               describe_node(node));
   if (!node["_base_"]) return node;
 
-  std::vector<std::string> bases;
-  const YAML::Node base_node = node["_base_"];
-  if (base_node.IsSequence()) {
-    for (const auto& b : base_node) bases.push_back(b.as<std::string>());
-  } else {
-    bases.push_back(base_node.as<std::string>());
-  }
+  const std::vector<fs::path> bases = base_files(file, node["_base_"]);
   node.remove("_base_");
   stack.push_back(canonical);
   YAML::Node merged(YAML::NodeType::Map);
-  for (const auto& b : bases) {
-    merged = merge(merged, load_file(file.parent_path() / b, stack));
-  }
+  for (const auto& b : bases) merged = merge(merged, load_file(b, stack));
   stack.pop_back();
-  return merge(merged, node);
+  merged = merge(merged, node);
+  check_tree(merged, file.string());
+  return merged;
 }
 
 }  // namespace
@@ -98,12 +223,7 @@ Config Config::load(const std::string& file) {
 }
 
 Config Config::parse(const std::string& yaml, const std::string& origin) {
-  YAML::Node node;
-  try {
-    node = YAML::Load(yaml);
-  } catch (const YAML::Exception& e) {
-    throw Error(origin + ": invalid YAML: " + e.what());
-  }
+  YAML::Node node = parse_yaml(yaml, origin);
   if (!node || node.IsNull()) node = YAML::Node(YAML::NodeType::Map);
   return Config(node, origin);
 }
@@ -114,12 +234,7 @@ void Config::set_override(const std::string& assignment) {
                "': expected key.path=value");
   const std::string key = assignment.substr(0, eq);
   const std::string text = assignment.substr(eq + 1);
-  YAML::Node value;
-  try {
-    value = YAML::Load(text);
-  } catch (const YAML::Exception& e) {
-    throw Error("--set '" + assignment + "': value is not valid YAML: " + e.what());
-  }
+  const YAML::Node value = parse_yaml(text, "--set '" + assignment + "': the value");
   std::vector<std::string> parts;
   std::stringstream ss(key);
   for (std::string part; std::getline(ss, part, '.');) {
@@ -210,6 +325,21 @@ std::string Config::dump() const {
   YAML::Emitter out;
   out << YAML::Flow << node_;
   return out.c_str();
+}
+
+std::string describe_node(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map:
+      return "a map " + flow(node);
+    case YAML::NodeType::Sequence:
+      return "a list " + flow(node);
+    case YAML::NodeType::Null:
+      return "null";
+    case YAML::NodeType::Undefined:
+      return "nothing";
+    default:
+      return "'" + flow(node) + "'";
+  }
 }
 
 }  // namespace setdet

@@ -4,13 +4,19 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <cmath>
 #include <optional>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "setdet/core/error.h"
 
 namespace setdet {
+
+// "a map {a: 1}", "a list [1, 2]", "'text'", "null": what a node holds, for error messages.
+std::string describe_node(const YAML::Node& node);
 
 // A view of one node of a loaded config: the YAML node, the file it came from and its key path
 // ("model.head"). Copies are cheap and share the underlying YAML.
@@ -45,14 +51,24 @@ class Config {
     if (!has(key)) return fallback;
     return (*this)[key].as<T>();
   }
-  // This node converted to T; throws naming the key path and the expected type.
+  // This node converted to T; throws naming the key path, the expected type and what was found.
+  // Floating-point values (also inside lists) must be finite: YAML's .inf / .nan are refused.
   template <typename T>
   T as() const {
+    T value;
     try {
-      return node_.as<T>();
+      value = node_.as<T>();
     } catch (const YAML::Exception&) {
-      throw Error(where() + ": expected " + type_name<T>() + ", got '" + dump() + "'");
+      throw Error(where() + ": expected " + type_name<T>() + ", got " + describe_node(node_));
     }
+    if constexpr (std::is_floating_point_v<T>) {
+      check_finite(value);
+    } else if constexpr (is_vector<T>::value) {
+      if constexpr (std::is_floating_point_v<typename T::value_type>) {
+        for (const auto v : value) check_finite(v);
+      }
+    }
+    return value;
   }
 
   // Throws naming the first key of this map that is not in `known` and listing the known keys.
@@ -72,20 +88,40 @@ class Config {
 
  private:
   template <typename T>
-  static const char* type_name();
+  struct is_vector : std::false_type {};
+  template <typename U, typename A>
+  struct is_vector<std::vector<U, A>> : std::true_type {};
+  template <typename T>
+  static std::pair<const char*, const char*> type_names();
+  template <typename T>
+  static std::string type_name();
+  void check_finite(double v) const {
+    SETDET_CHECK(std::isfinite(v), where(), ": expected a finite number, got ",
+                 describe_node(node_));
+  }
 
   YAML::Node node_;
   std::string file_;
   std::string path_;
 };
 
+// {"a number", "numbers"}: a scalar type's name alone and in a list.
 template <typename T>
-const char* Config::type_name() {
-  if constexpr (std::is_same_v<T, bool>) return "a boolean";
-  else if constexpr (std::is_integral_v<T>) return "an integer";
-  else if constexpr (std::is_floating_point_v<T>) return "a number";
-  else if constexpr (std::is_same_v<T, std::string>) return "a string";
-  else return "a value of another type";
+std::pair<const char*, const char*> Config::type_names() {
+  if constexpr (std::is_same_v<T, bool>) return {"a boolean", "booleans"};
+  if constexpr (std::is_integral_v<T>) return {"an integer", "integers"};
+  if constexpr (std::is_floating_point_v<T>) return {"a number", "numbers"};
+  if constexpr (std::is_same_v<T, std::string>) return {"a string", "strings"};
+  return {"a value of another type", "values"};
+}
+
+template <typename T>
+std::string Config::type_name() {
+  if constexpr (is_vector<T>::value) {
+    return std::string("a list of ") + type_names<typename T::value_type>().second;
+  } else {
+    return type_names<T>().first;
+  }
 }
 
 }  // namespace setdet

@@ -6,13 +6,23 @@
 #include <cstdint>
 #include <exception>
 #include <mutex>
+#include <string>
+#include <system_error>
 #include <thread>
 #include <vector>
 
 namespace setdet {
 
 int num_threads();
-void set_num_threads(int n);  // n <= 0 restores the default (hardware concurrency)
+void set_num_threads(int n);  // n <= 0 restores the default (all available cores)
+
+// The CPUs this process may run on (its affinity mask; hardware concurrency where that is
+// unknown), at least 1.
+int available_cores();
+
+// min(requested, limit); when that lowers the request, says so on stderr naming `what`
+// ("--threads", "data.train.num_workers"), so a mistyped count cannot start thousands of threads.
+int64_t cap_thread_count(int64_t requested, int64_t limit, const std::string& what);
 
 // Calls fn(chunk_begin, chunk_end) over [begin, end) split into contiguous chunks of at least
 // `grain` items, on up to num_threads() threads. The calling thread does one chunk. The first
@@ -44,7 +54,12 @@ void parallel_for(int64_t begin, int64_t end, int64_t grain, Fn&& fn) {
   for (int64_t c = 1; c < chunks; ++c) {
     const int64_t b = begin + c * step;
     const int64_t e = std::min(end, b + step);
-    if (b < e) workers.emplace_back(run, b, e);
+    if (b >= e) continue;
+    try {
+      workers.emplace_back(run, b, e);
+    } catch (const std::system_error&) {
+      run(b, e);  // no thread to be had (resource limits): this chunk runs here
+    }
   }
   run(begin, std::min(end, begin + step));
   for (auto& w : workers) w.join();

@@ -2,12 +2,18 @@
 
 #include <algorithm>
 #include <cstring>
+#include <system_error>
 
 #include "setdet/core/error.h"
+#include "setdet/core/parallel.h"
 #include "setdet/data/random.h"
 
 namespace setdet {
 namespace {
+// Loader threads mostly decode images; a few per core keep them busy, thousands would exhaust
+// memory and the process's thread limit.
+int64_t max_workers() { return 4 * static_cast<int64_t>(available_cores()); }
+
 // Rng stream tags, so the shuffle and the per-sample streams never share a key.
 constexpr uint64_t kShuffleStream = 0x5348554646ULL;  // "SHUFF"
 constexpr uint64_t kSampleStream = 0x53414d50ULL;     // "SAMP"
@@ -72,6 +78,8 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
                options_.batch_size);
   SETDET_CHECK(options_.num_workers >= 0, "DataLoader: num_workers must be >= 0, got ",
                options_.num_workers);
+  options_.num_workers =
+      cap_thread_count(options_.num_workers, max_workers(), "DataLoader: num_workers");
   SETDET_CHECK(options_.prefetch > 0, "DataLoader: prefetch must be positive, got ",
                options_.prefetch);
   SETDET_CHECK(options_.size_divisor > 0, "DataLoader: size_divisor must be positive, got ",
@@ -99,7 +107,10 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
     SETDET_CHECK(v >= min, cfg[key].where(), ": expected an integer >= ", min, ", got ", v);
   };
   if (cfg.has("batch_size")) positive("batch_size", o.batch_size, 1);
-  if (cfg.has("num_workers")) positive("num_workers", o.num_workers, 0);
+  if (cfg.has("num_workers")) {
+    positive("num_workers", o.num_workers, 0);
+    o.num_workers = cap_thread_count(o.num_workers, max_workers(), cfg["num_workers"].where());
+  }
   if (cfg.has("prefetch")) positive("prefetch", o.prefetch, 1);
   if (cfg.has("size_divisor")) positive("size_divisor", o.size_divisor, 1);
   std::shared_ptr<const Dataset> dataset = DatasetRegistry().build(cfg["dataset"]);
@@ -151,6 +162,7 @@ void DataLoader::stop_workers() {
   for (auto& w : workers_) w.join();
   workers_.clear();
   ready_.clear();
+  failure_ = nullptr;
   stop_ = false;
 }
 
@@ -165,11 +177,31 @@ void DataLoader::start_epoch(int64_t epoch, int64_t first_batch) {
   started_ = true;
   next_yield_ = first_batch;
   next_claim_ = first_batch;
-  for (int64_t w = 0; w < options_.num_workers; ++w)
-    workers_.emplace_back([this] { worker_loop(); });
+  for (int64_t w = 0; w < options_.num_workers; ++w) {
+    try {
+      workers_.emplace_back([this] { worker_loop(); });
+    } catch (const std::system_error& e) {
+      SETDET_CHECK(!workers_.empty(), "DataLoader: cannot start a worker thread (", e.what(), ")");
+      break;  // fewer workers: the same batches, prepared more slowly
+    }
+  }
 }
 
+// Exceptions never leave a worker: a batch's error is handed to next() with the batch, anything
+// else (out of memory while queueing) fails every later next().
 void DataLoader::worker_loop() {
+  try {
+    produce_batches();
+  } catch (...) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!failure_) failure_ = std::current_exception();
+    }
+    ready_cv_.notify_all();
+  }
+}
+
+void DataLoader::produce_batches() {
   const int64_t window = options_.num_workers * options_.prefetch;
   for (;;) {
     int64_t b = 0;
@@ -206,8 +238,9 @@ std::optional<Batch> DataLoader::next() {
   Ready r;
   {
     std::unique_lock<std::mutex> lock(mutex_);
-    ready_cv_.wait(lock, [&] { return ready_.count(b) > 0; });
+    ready_cv_.wait(lock, [&] { return ready_.count(b) > 0 || failure_; });
     auto it = ready_.find(b);
+    if (it == ready_.end()) std::rethrow_exception(failure_);
     r = std::move(it->second);
     ready_.erase(it);
     ++next_yield_;

@@ -78,6 +78,7 @@ class DataLoader {
 
   void stop_workers();
   void worker_loop();
+  void produce_batches();
 
   std::shared_ptr<const Dataset> dataset_;
   LoaderOptions options_;
@@ -97,6 +98,7 @@ class DataLoader {
   int64_t next_claim_ = 0;
   bool stop_ = false;
   std::map<int64_t, Ready> ready_;
+  std::exception_ptr failure_;  // a worker failed outside a batch: next() rethrows it
   std::vector<std::thread> workers_;
 };
 

@@ -194,6 +194,9 @@ std::array<int64_t, 2> read_pair(const Config& node) {
                ": expected a pair [a, b], got '", node.dump(), "'");
   const auto a = node.at(0).as<int64_t>(), b = node.at(1).as<int64_t>();
   SETDET_CHECK(a > 0 && b > 0, node.where(), ": expected positive sizes, got '", node.dump(), "'");
+  SETDET_CHECK(a <= kMaxImageSide && b <= kMaxImageSide && a * b <= kMaxImagePixels, node.where(),
+               ": expected sizes of at most ", kMaxImageSide, " px and ", kMaxImagePixels,
+               " pixels (setdet's image limits), got '", node.dump(), "'");
   return {a, b};
 }
 

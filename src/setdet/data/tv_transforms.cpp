@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "setdet/core/error.h"
+#include "setdet/data/image_io.h"
 #include "setdet/data/transforms.h"
 
 namespace setdet {
@@ -104,10 +105,12 @@ std::shared_ptr<Transform> build_torchvision_resize(const Config& cfg) {
   }
   SETDET_CHECK(!min_sizes.empty(), cfg["min_size"].where(), ": expected at least one size");
   for (const int64_t s : min_sizes) {
-    SETDET_CHECK(s > 0, cfg.where(), ".min_size: expected positive sizes, got ", s);
+    SETDET_CHECK(s > 0 && s <= kMaxImageSide, cfg.where(), ".min_size: expected sizes in [1, ",
+                 kMaxImageSide, "] px, got ", s);
   }
   const auto max_size = cfg.get<int64_t>("max_size", 1333);
-  SETDET_CHECK(max_size > 0, cfg.where(), ".max_size: expected > 0, got ", max_size);
+  SETDET_CHECK(max_size > 0 && max_size <= kMaxImageSide, cfg.where(),
+               ".max_size: expected a size in [1, ", kMaxImageSide, "] px, got ", max_size);
   const std::array<float, 3> mean =
       cfg.has("mean") ? read_triple(cfg["mean"]) : std::array<float, 3>{0.485f, 0.456f, 0.406f};
   const std::array<float, 3> std =

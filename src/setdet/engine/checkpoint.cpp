@@ -10,6 +10,7 @@
 
 #include "setdet/core/error.h"
 #include "setdet/core/io/atomic_file.h"
+#include "setdet/io/pth.h"
 
 namespace setdet {
 namespace {
@@ -115,6 +116,7 @@ LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& mod
                                  torch::optim::Optimizer* optimizer,
                                  const std::string& optimizer_type, bool restore_rng) {
   SETDET_CHECK(std::filesystem::is_regular_file(path), "checkpoint not found: ", path);
+  check_torchscript_archive(path);
   torch::serialize::InputArchive archive;
   try {
     archive.load_from(path);

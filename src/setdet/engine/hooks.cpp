@@ -216,15 +216,44 @@ void LrSchedulerHook::before_train_iter(Runner& runner) {
 
 // ---- OptimizerHook ----
 
-void OptimizerHook::after_train_iter(Runner& runner) {
-  const double loss = runner.log_buffer().last("loss");
-  if (!std::isfinite(loss)) {
-    std::string parts;
-    for (const auto& [name, value] : runner.outputs()) {
-      if (value.numel() == 1) parts += fmt::format(" {}={}", name, value.item<double>());
+namespace {
+
+// "loss_bbox is nan (loss_cls=0.53 loss_bbox=nan loss_centerness=0.61)": the first non-finite
+// term of the loss (the sum when no single term is), then every scalar output.
+std::string nonfinite_terms(const Runner& runner) {
+  std::string culprit, parts;
+  for (const auto& [name, value] : runner.outputs()) {
+    if (value.numel() != 1) continue;
+    const double v = value.item<double>();
+    parts += fmt::format("{}{}={}", parts.empty() ? "" : " ", name, v);
+    if (culprit.empty() && name.rfind("loss", 0) == 0 && !std::isfinite(v)) {
+      culprit = fmt::format("{} is {}", name, v);
     }
-    throw Error(fmt::format("non-finite loss at iteration {} (epoch {}):{}", runner.iter(),
-                            runner.epoch() + 1, parts));
+  }
+  if (culprit.empty()) culprit = fmt::format("the loss sum is {}", runner.loss().item<double>());
+  return culprit + " (" + parts + ")";
+}
+
+}  // namespace
+
+void OptimizerHook::after_train_iter(Runner& runner) {
+  if (!std::isfinite(runner.log_buffer().last("loss"))) {
+    const auto& o = runner.options();
+    const std::string what =
+        fmt::format("non-finite loss at iteration {} (epoch {}): {}", runner.iter(),
+                    runner.epoch() + 1, nonfinite_terms(runner));
+    if (o.nonfinite == "skip" && skipped_ < o.nonfinite_max_skips) {
+      ++skipped_;
+      runner.log(fmt::format("{}; batch skipped without an optimiser step ({} of at most {})", what,
+                             skipped_, o.nonfinite_max_skips));
+      return;
+    }
+    const std::string skips =
+        o.nonfinite == "skip"
+            ? fmt::format(", after {} skipped batches (runner.nonfinite_max_skips)", skipped_)
+            : "";
+    throw Error(
+        fmt::format("{}{}; training stopped, {}", what, skips, runner.last_checkpoint_text()));
   }
   const double start = runner.now();
   auto& optimizer = runner.optimizer();

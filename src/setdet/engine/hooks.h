@@ -5,7 +5,8 @@
 //
 // Default hooks (MMCV's default priorities):
 //   LrSchedulerHook  VERY_HIGH (10)     sets each group's lr before an iteration
-//   OptimizerHook    ABOVE_NORMAL (40)  backward, gradient clipping, step; non-finite loss stops
+//   OptimizerHook    ABOVE_NORMAL (40)  backward, gradient clipping, step; a non-finite loss
+//                                       stops training or skips the batch (runner.nonfinite)
 //   CheckpointHook   NORMAL (50)        latest.pt / epoch_N.pt
 //   IterTimerHook    LOW (70)           data and iteration times
 //   EvalHook         LOW (70)           COCO evaluation every `interval` epochs and at the end
@@ -92,6 +93,7 @@ class OptimizerHook : public Hook {
  private:
   double max_norm_;
   double norm_type_;
+  int64_t skipped_ = 0;  // batches skipped for a non-finite loss (runner.nonfinite: skip)
 };
 
 // Saves work_dir/latest.pt every `interval` epochs (plus epoch_N.pt, N 1-based, keeping the

@@ -21,7 +21,8 @@ RunnerOptions RunnerOptions::from_config(const std::optional<Config>& cfg) {
   RunnerOptions o;
   if (!cfg) return o;
   cfg->check_keys({"max_epochs", "max_iters", "max_seconds", "seed", "log_interval",
-                   "eval_interval", "checkpoint_interval", "autocast"});
+                   "eval_interval", "checkpoint_interval", "autocast", "nonfinite",
+                   "nonfinite_max_skips"});
   auto non_negative_int = [&](const std::string& key, int64_t fallback) {
     const auto v = cfg->get<int64_t>(key, fallback);
     SETDET_CHECK(v >= 0, cfg->where(), ".", key, ": expected >= 0, got ", v);
@@ -38,6 +39,10 @@ RunnerOptions RunnerOptions::from_config(const std::optional<Config>& cfg) {
   o.eval_interval = non_negative_int("eval_interval", 1);
   o.checkpoint_interval = non_negative_int("checkpoint_interval", 1);
   o.autocast = parse_autocast(cfg->get<std::string>("autocast", "off"), cfg->where() + ".autocast");
+  o.nonfinite = cfg->get<std::string>("nonfinite", o.nonfinite);
+  SETDET_CHECK(o.nonfinite == "stop" || o.nonfinite == "skip", cfg->where(),
+               ".nonfinite: expected 'stop' or 'skip', got '", o.nonfinite, "'");
+  o.nonfinite_max_skips = non_negative_int("nonfinite_max_skips", o.nonfinite_max_skips);
   SETDET_CHECK(o.max_epochs > 0 || o.max_iters > 0 || o.max_seconds > 0, cfg->where(),
                ": set at least one of max_epochs, max_iters, max_seconds");
   return o;
@@ -155,6 +160,8 @@ void Runner::resume(const std::string& checkpoint) {
                " (the data order would differ)");
   state_ = loaded.state;
   elapsed_base_ = state_.elapsed_seconds;
+  last_checkpoint_ = checkpoint;
+  last_checkpoint_iter_ = state_.iter;
   log(fmt::format("resumed from {} at epoch {}, iteration {} ({:.1f} s trained)", checkpoint,
                   state_.epoch + 1, state_.iter, state_.elapsed_seconds));
 }
@@ -168,8 +175,21 @@ void Runner::save_checkpoint(const std::string& path) {
     s.epoch += 1;
     s.iter_in_epoch = 0;
   }
-  setdet::save_checkpoint(path, *model_, optimizer_.get(), s, meta_);
+  try {
+    setdet::save_checkpoint(path, *model_, optimizer_.get(), s, meta_);
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + "; training stopped at iteration " +
+                std::to_string(s.iter) + ", " + last_checkpoint_text());
+  }
+  last_checkpoint_ = path;
+  last_checkpoint_iter_ = s.iter;
   resume_timer();
+}
+
+std::string Runner::last_checkpoint_text() const {
+  if (last_checkpoint_.empty()) return "no checkpoint was saved in this run";
+  return "the last good checkpoint is " + last_checkpoint_ + " (iteration " +
+         std::to_string(last_checkpoint_iter_) + ")";
 }
 
 bool Runner::limit_reached() const {

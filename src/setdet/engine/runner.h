@@ -5,7 +5,8 @@
 // Config (the `runner` section; one of max_epochs / max_iters / max_seconds is required, the
 // first limit reached stops training):
 //   runner: {max_epochs: 12, max_iters: 0, max_seconds: 0, seed: 0, log_interval: 50,
-//            eval_interval: 1, checkpoint_interval: 1, autocast: off}
+//            eval_interval: 1, checkpoint_interval: 1, autocast: off, nonfinite: stop,
+//            nonfinite_max_skips: 10}
 // autocast (engine/autocast.h): off | bfloat16 | float16 | auto; the model's losses() runs under
 // it, the backward pass and the optimiser step in the parameters' float32.
 //
@@ -44,11 +45,15 @@ struct RunnerOptions {
   int64_t max_iters = 0;
   double max_seconds = 0.0;
   uint64_t seed = 0;
-  int64_t log_interval = 50;        // iterations
-  int64_t eval_interval = 1;        // epochs; 0: only at the end
-  int64_t checkpoint_interval = 1;  // epochs; 0: only latest.pt at the end
-  std::string work_dir;             // "": write no files
+  int64_t log_interval = 50;                // iterations
+  int64_t eval_interval = 1;                // epochs; 0: only at the end
+  int64_t checkpoint_interval = 1;          // epochs; 0: only latest.pt at the end
+  std::string work_dir;                     // "": write no files
   std::optional<c10::ScalarType> autocast;  // losses() under autocast to this dtype
+  // A non-finite loss stops training ("stop"), or ("skip") its batch is skipped without an
+  // optimiser step, at most `nonfinite_max_skips` times in a run; the next one stops training.
+  std::string nonfinite = "stop";
+  int64_t nonfinite_max_skips = 10;
 
   // Reads the `runner` section (absent: defaults; at least one limit must then be set later).
   static RunnerOptions from_config(const std::optional<Config>& cfg);
@@ -94,6 +99,11 @@ class Runner {
   // One evaluation pass (val hooks called); returns and stores the COCO stats.
   std::map<std::string, double> validate();
   void save_checkpoint(const std::string& path);
+  // The checkpoint most recently written (or resumed from) and its iteration; "" if none.
+  const std::string& last_checkpoint() const { return last_checkpoint_; }
+  int64_t last_checkpoint_iter() const { return last_checkpoint_iter_; }
+  // "the last good checkpoint is <path> (iteration N)", or that there is none.
+  std::string last_checkpoint_text() const;
 
   // ---- state for hooks ----
   Detector& model() { return *model_; }
@@ -143,6 +153,8 @@ class Runner {
   Clock clock_;
   EvalData val_;
   CheckpointMeta meta_;
+  std::string last_checkpoint_;
+  int64_t last_checkpoint_iter_ = 0;
 
   TrainState state_;
   std::vector<double> base_lrs_;

@@ -1,9 +1,11 @@
 // Reading `.pth` files written by PyTorch's `torch.save` (zip format, PyTorch >= 1.6) without
-// Python: the zip container is read with LibTorch's PyTorchStreamReader and `<archive>/data.pkl`
-// with setdet's own restricted unpickler. Nothing in the file is executed: only the globals a
-// state_dict needs are understood (collections.OrderedDict, torch._utils._rebuild_tensor_v2,
-// _rebuild_parameter, the torch.*Storage types); any other object is kept as an opaque value and
-// is an error only if it sits where a tensor is expected.
+// Python: the zip container is read with setdet's ZipArchive (declared sizes checked against the
+// file, CRC-32 of every record verified) and `<archive>/data.pkl` with setdet's own restricted
+// unpickler. Nothing in the file is executed: only the globals a state_dict needs are understood
+// (collections.OrderedDict, torch._utils._rebuild_tensor_v2, _rebuild_parameter, the
+// torch.*Storage types); any other object is kept as an opaque value and is an error only if it
+// sits where a tensor is expected. Hostile files are bounded: nesting deeper than 1000 levels, more
+// than 4M objects, views larger than their storage are errors; nothing recurses without bound.
 #pragma once
 
 #include <ATen/Tensor.h>
@@ -33,6 +35,12 @@ NamedTensors load_pth_state_dict(const std::string& path);
 // (torch::serialize::OutputArchive) are such archives. False for anything else, including files
 // that are not zip archives.
 bool is_torchscript_archive(const std::string& path);
+
+// Checks a TorchScript archive (a setdet checkpoint) before LibTorch reads it, since LibTorch
+// reads neither CRC-32s nor its pickles with bounded recursion: the zip structure and every
+// record's CRC-32, and data.pkl / constants.pkl through setdet's unpickler (nesting depth, object
+// count, opcodes). Throws setdet::Error naming `path`.
+void check_torchscript_archive(const std::string& path);
 
 // CRC-32 (IEEE 802.3, as zlib.crc32) of the tensor's elements as contiguous little-endian bytes:
 // a dtype-exact fingerprint to compare tensors across programs.

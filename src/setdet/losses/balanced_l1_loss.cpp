@@ -30,7 +30,7 @@ SETDET_REGISTER(LossRegistry, "BalancedL1Loss", [](const Config& cfg) -> std::sh
   SETDET_CHECK(alpha > 0, cfg.where(), ".alpha: expected > 0, got ", alpha);
   SETDET_CHECK(gamma > 0, cfg.where(), ".gamma: expected > 0, got ", gamma);
   SETDET_CHECK(beta > 0, cfg.where(), ".beta: expected > 0, got ", beta);
-  return std::make_shared<BalancedL1Loss>(alpha, gamma, beta, cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<BalancedL1Loss>(alpha, gamma, beta, read_loss_weight(cfg));
 });
 
 }  // namespace setdet

@@ -13,7 +13,7 @@ at::Tensor CrossEntropyLoss::elementwise(const at::Tensor& pred, const at::Tenso
 
 SETDET_REGISTER(LossRegistry, "CrossEntropyLoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "loss_weight"});
-  return std::make_shared<CrossEntropyLoss>(cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<CrossEntropyLoss>(read_loss_weight(cfg));
 });
 
 }  // namespace setdet

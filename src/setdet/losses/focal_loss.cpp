@@ -25,8 +25,10 @@ SETDET_REGISTER(LossRegistry, "FocalLoss", [](const Config& cfg) -> std::shared_
   cfg.check_keys({"type", "alpha", "gamma", "loss_weight"});
   const auto gamma = cfg.get<double>("gamma", 2.0);
   SETDET_CHECK(gamma >= 0, cfg.where(), ".gamma: expected >= 0, got ", gamma);
-  return std::make_shared<FocalLoss>(cfg.get<double>("alpha", 0.25), gamma,
-                                     cfg.get<double>("loss_weight", 1.0));
+  const auto alpha = cfg.get<double>("alpha", 0.25);
+  SETDET_CHECK(alpha <= 1, cfg.where(),
+               ".alpha: expected a value in [0, 1] (or negative: no weighting), got ", alpha);
+  return std::make_shared<FocalLoss>(alpha, gamma, read_loss_weight(cfg));
 });
 
 }  // namespace setdet

@@ -125,7 +125,7 @@ at::Tensor BoundedIoULoss::elementwise(const at::Tensor& pred, const at::Tensor&
 
 SETDET_REGISTER(LossRegistry, "GIoULoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "loss_weight"});
-  return std::make_shared<GIoULoss>(cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<GIoULoss>(read_loss_weight(cfg));
 });
 
 SETDET_REGISTER(LossRegistry, "IoULoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
@@ -140,7 +140,7 @@ SETDET_REGISTER(LossRegistry, "IoULoss", [](const Config& cfg) -> std::shared_pt
                                               : IoULossMode::kLog;
   const auto eps = cfg.get<double>("eps", 1e-6);
   SETDET_CHECK(eps > 0, cfg.where(), ".eps: expected > 0, got ", eps);
-  return std::make_shared<IoULoss>(mode, eps, cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<IoULoss>(mode, eps, read_loss_weight(cfg));
 });
 
 SETDET_REGISTER(LossRegistry, "BoundedIoULoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
@@ -149,7 +149,7 @@ SETDET_REGISTER(LossRegistry, "BoundedIoULoss", [](const Config& cfg) -> std::sh
   const auto eps = cfg.get<double>("eps", 1e-3);
   SETDET_CHECK(beta > 0, cfg.where(), ".beta: expected > 0, got ", beta);
   SETDET_CHECK(eps > 0, cfg.where(), ".eps: expected > 0, got ", eps);
-  return std::make_shared<BoundedIoULoss>(beta, eps, cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<BoundedIoULoss>(beta, eps, read_loss_weight(cfg));
 });
 
 }  // namespace setdet

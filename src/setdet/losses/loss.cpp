@@ -24,9 +24,15 @@ at::Tensor BCEWithLogitsLoss::elementwise(const at::Tensor& pred, const at::Tens
   return at::binary_cross_entropy_with_logits(pred, target, {}, {}, at::Reduction::None);
 }
 
+double read_loss_weight(const Config& cfg) {
+  const double w = cfg.get<double>("loss_weight", 1.0);
+  SETDET_CHECK(w >= 0, cfg.where(), ".loss_weight: expected >= 0, got ", w);
+  return w;
+}
+
 SETDET_REGISTER(LossRegistry, "BCEWithLogitsLoss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "loss_weight"});
-  return std::make_shared<BCEWithLogitsLoss>(cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<BCEWithLogitsLoss>(read_loss_weight(cfg));
 });
 
 }  // namespace setdet

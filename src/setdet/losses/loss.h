@@ -33,6 +33,9 @@ class Loss {
 };
 
 // Builders read `loss_weight` (default 1) and their own keys; unknown keys are errors.
+// cfg.loss_weight (default 1), a finite number >= 0; throws naming the key path otherwise.
+double read_loss_weight(const Config& cfg);
+
 SETDET_DEFINE_REGISTRY(LossRegistry, std::shared_ptr<Loss>, "loss")
 
 // Binary cross-entropy on logits, as torch.nn.functional.binary_cross_entropy_with_logits

@@ -23,14 +23,14 @@ at::Tensor SmoothL1Loss::elementwise(const at::Tensor& pred, const at::Tensor& t
 
 SETDET_REGISTER(LossRegistry, "L1Loss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "loss_weight"});
-  return std::make_shared<L1Loss>(cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<L1Loss>(read_loss_weight(cfg));
 });
 
 SETDET_REGISTER(LossRegistry, "SmoothL1Loss", [](const Config& cfg) -> std::shared_ptr<Loss> {
   cfg.check_keys({"type", "beta", "loss_weight"});
   const auto beta = cfg.get<double>("beta", 1.0);
   SETDET_CHECK(beta >= 0, cfg.where(), ".beta: expected >= 0, got ", beta);
-  return std::make_shared<SmoothL1Loss>(beta, cfg.get<double>("loss_weight", 1.0));
+  return std::make_shared<SmoothL1Loss>(beta, read_loss_weight(cfg));
 });
 
 }  // namespace setdet

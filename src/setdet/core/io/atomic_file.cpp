@@ -45,8 +45,11 @@ void write_file_atomic(const std::string& path, std::string_view content) {
     }
     done += static_cast<size_t>(n);
   }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    const int err = errno;
+  const bool synced = ::fsync(fd) == 0;
+  const int sync_err = errno;
+  const bool closed = ::close(fd) == 0;  // closed whatever fsync said: no descriptor leaks
+  if (!synced || !closed) {
+    const int err = synced ? errno : sync_err;
     ::unlink(tmp.c_str());
     throw Error(
         detail::concat(path, ": cannot flush temporary file ", tmp, " (", errno_text(err), ")"));
