@@ -12,7 +12,6 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
 #include <string>
 #include <vector>
@@ -29,6 +28,9 @@ struct Command {
 };
 
 std::vector<Command>& commands();
+
+// The global --threads value (0: not given, i.e. all cores).
+int requested_threads();
 
 struct RegisterCommand {
   RegisterCommand(std::string name, std::string help, Setup setup) {

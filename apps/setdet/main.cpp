@@ -15,16 +15,22 @@ std::vector<Command>& commands() {
   return registry;
 }
 
+namespace {
+int g_threads = 0;
+}  // namespace
+
+int requested_threads() { return g_threads; }
+
 }  // namespace setdet::cli
 
 int main(int argc, char** argv) {
   using namespace setdet::cli;
   CLI::App app{"setdet: object detection with first-class set-level stages"};
   app.require_subcommand(1);
-  int threads = 0;
+  int& threads = g_threads;
   app.add_option("--threads", threads,
-                 "threads for LibTorch and setdet (default: all cores); before or after the "
-                 "subcommand")
+                 "threads for LibTorch and setdet (default: all cores, divided among the local "
+                 "workers of a data-parallel run); before or after the subcommand")
       ->check(CLI::NonNegativeNumber);
 
   auto& registry = commands();

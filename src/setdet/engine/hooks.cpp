@@ -10,6 +10,7 @@
 #include <iostream>
 #include <map>
 
+#include "setdet/distributed/process_group.h"
 #include "setdet/engine/optim.h"
 #include "setdet/engine/runner.h"
 
@@ -315,7 +316,7 @@ void LoggerHook::clear_bar() {
 }
 
 void LoggerHook::before_run(Runner& runner) {
-  tty_ = progress_bar_ && isatty(STDERR_FILENO) != 0;
+  tty_ = progress_bar_ && isatty(STDERR_FILENO) != 0 && dist::is_main_process();
   interval_start_ = runner.elapsed();
   interval_start_iter_ = runner.iter();
   interval_start_images_ = runner.state().images_seen;
