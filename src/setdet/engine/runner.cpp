@@ -178,6 +178,21 @@ void Runner::save_checkpoint(const std::string& path) {
   resume_timer();
 }
 
+void Runner::adopt_global_batch_size(int64_t size) {
+  const int64_t saved = state_.global_batch_size;
+  state_.global_batch_size = size;
+  if (saved <= 0 || size <= 0 || saved == size || state_.iter_in_epoch == 0) return;
+  // Resumed with another global batch (e.g. another world size): continue at the same image of
+  // the epoch, rounded down to a whole batch.
+  const int64_t image = state_.iter_in_epoch * saved;
+  state_.iter_in_epoch = image / size;
+  log(
+      fmt::format("resumed with {} images per iteration instead of {}: epoch {} continues at "
+                  "image {} (batch {}{})",
+                  size, saved, state_.epoch + 1, state_.iter_in_epoch * size, state_.iter_in_epoch,
+                  image % size ? fmt::format(", repeating {} images", image % size) : ""));
+}
+
 bool Runner::limit_reached() const {
   if (agreed_elapsed_ >= 0) {
     if (agreed_stop_) return true;
@@ -212,6 +227,7 @@ void Runner::train(BatchSource& data) {
                "runner: set at least one of max_epochs, max_iters, max_seconds");
   iters_per_epoch_ = data.batches_per_epoch();
   SETDET_CHECK(iters_per_epoch_ > 0, "the training data yields no batches");
+  adopt_global_batch_size(data.global_batch_size());
   schedule_->check_limits(progress());
   if (!options_.work_dir.empty()) {
     fs::create_directories(options_.work_dir);

@@ -142,6 +142,8 @@ class Runner {
   bool limit_reached() const;
   // Logs this iteration's scalars (averaged over the ranks) and advances the position.
   void record_iteration(double forward_seconds);
+  // Records the data's global batch size; a resumed position saved with another is converted.
+  void adopt_global_batch_size(int64_t size);
   void write_metrics();
 
   std::shared_ptr<Detector> model_;
