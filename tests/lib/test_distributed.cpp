@@ -2,7 +2,6 @@
 // of this process over a shared c10d::HashStore (Gloo over loopback), the normalisers,
 // SyncBatchNorm, the gradient reducer, the byte collectives and the failure reports.
 #include <gtest/gtest.h>
-#include <torch/csrc/distributed/c10d/HashStore.hpp>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
@@ -11,12 +10,15 @@
 #include <atomic>
 #include <filesystem>
 #include <thread>
+#include <torch/csrc/distributed/c10d/HashStore.hpp>
 
 #include "setdet/data/distributed_sampler.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/synthetic.h"
 #include "setdet/distributed/gradient_reducer.h"
 #include "setdet/distributed/process_group_impl.h"
+#include "setdet/engine/evaluator.h"
+#include "setdet/engine/loader_source.h"
 #include "setdet/layers/sync_batch_norm.h"
 #include "setdet/models/backbones/resnet.h"
 #include "testing.h"
@@ -65,9 +67,13 @@ TEST(DistributedSampler, RankPartsConcatenateToTheOneProcessBatch) {
       }
     }
   }
-  EXPECT_NE(test_util::error_of([] { shard_positions(10, 2, {2, 2}, 0, true); }).find("rank 2"),
+  EXPECT_NE(test_util::error_of([] {
+              shard_positions(10, 2, {2, 2}, 0, true);
+            }).find("rank 2"),
             std::string::npos);
-  EXPECT_NE(test_util::error_of([] { shard_positions(10, 2, {0, 2}, 3, true); }).find("batch 3"),
+  EXPECT_NE(test_util::error_of([] {
+              shard_positions(10, 2, {0, 2}, 3, true);
+            }).find("batch 3"),
             std::string::npos);
 }
 
@@ -87,14 +93,18 @@ class ShardedLoaderTest : public ::testing::Test {
   }
   static void TearDownTestSuite() { fs::remove_all(root_); }
 
+  // pad: training (augmented, padded shards); else evaluation (original pixels, unpadded).
   static std::unique_ptr<DataLoader> loader(int64_t batch, DataShard shard, bool pad = true) {
+    const std::string augment =
+        pad ? "{type: Resize, scale: [[48, 48], [80, 80]], multiscale_mode: range}, "
+              "{type: RandomFlip, prob: 0.5}, "
+            : "";
     const Config cfg = Config::parse(
         "{batch_size: " + std::to_string(batch) +
-            ", num_workers: 1, seed: 5, dataset: {type: CocoDataset, data_root: '" +
-            root_.string() +
-            "', ann_file: annotations/instances_train.json, img_dir: train, pipeline: "
-            "[{type: Resize, scale: [[48, 48], [80, 80]], multiscale_mode: range}, "
-            "{type: RandomFlip, prob: 0.5}, {type: Pad, size_divisor: 32}]}}",
+            ", num_workers: 1, seed: 5, shuffle: " + (pad ? "true" : "false") +
+            ", dataset: {type: CocoDataset, data_root: '" + root_.string() +
+            "', ann_file: annotations/instances_train.json, img_dir: train, pipeline: [" + augment +
+            "{type: Pad, size_divisor: 32}]}}",
         "loader.yaml");
     return DataLoader::from_config(cfg, 0, shard, pad);
   }
@@ -248,6 +258,24 @@ void check_sync_batch_norm(bool channels_last) {
 TEST(SyncBatchNorm, TwoRanksMatchBatchNormOnTheWholeBatch) { check_sync_batch_norm(false); }
 TEST(SyncBatchNorm, TwoRanksMatchBatchNormChannelsLast) { check_sync_batch_norm(true); }
 
+TEST(SyncBatchNorm, BFloat16InputUnderAutocastComputesInFloat32) {
+  torch::manual_seed(5);
+  const at::Tensor x = at::randn({4, 3, 4, 4});
+  torch::nn::BatchNorm2d reference(3);
+  const at::Tensor yr = reference(x);
+  std::vector<at::Tensor> y(2);
+  run_ranks(2, [&](int r, dist::ProcessGroup&) {
+    SyncBatchNorm bn(3);
+    const at::Tensor xs = x.narrow(0, 2 * r, 2).to(at::kBFloat16).requires_grad_();
+    y[r] = bn(xs);
+    y[r].sum().backward();
+    EXPECT_EQ(xs.grad().scalar_type(), at::kBFloat16);
+    EXPECT_EQ(bn->weight.grad().scalar_type(), at::kFloat);
+  });
+  EXPECT_EQ(y[0].scalar_type(), at::kBFloat16);
+  EXPECT_TRUE(at::allclose(at::cat(y).to(at::kFloat), yr, 2e-2, 2e-2));
+}
+
 TEST(SyncBatchNorm, IsBatchNorm2dInOneProcessAndInEvalMode) {
   torch::manual_seed(4);
   const at::Tensor x = at::randn({3, 2, 4, 4});
@@ -285,8 +313,9 @@ TEST(SyncBatchNorm, ResNetNormChoice) {
   for (const auto& p : reference->named_parameters()) b.push_back(p.key());
   EXPECT_EQ(a, b);
   EXPECT_TRUE(parse(", norm: FrozenBN").frozen_bn());
-  EXPECT_NE(test_util::error_of([&] { parse(", norm: SyncBN, frozen_bn: true"); })
-                .find("contradicts frozen_bn"),
+  EXPECT_NE(test_util::error_of([&] {
+              parse(", norm: SyncBN, frozen_bn: true");
+            }).find("contradicts frozen_bn"),
             std::string::npos);
   EXPECT_NE(test_util::error_of([&] { parse(", norm: GN"); }).find("expected BN, SyncBN"),
             std::string::npos);
@@ -358,6 +387,51 @@ TEST(GradientReducer, BroadcastsRankZerosState) {
     EXPECT_TRUE(bn->weight.equal(at::full({4}, r + 2.0)));
     dist::broadcast_module_state(*bn, g, /*buffers_only=*/false);
     EXPECT_TRUE(bn->weight.equal(at::full({4}, 2.0)));
+  });
+}
+
+// Detections that depend on the image alone: its boxes shifted by (id % 5) px with decreasing
+// scores, and one false positive.
+struct ShiftedTruth : Detector {
+  std::map<std::string, at::Tensor> losses(const Batch&) override { return {}; }
+  std::vector<Detections> predict(const Batch& batch) override {
+    std::vector<Detections> out;
+    for (int64_t i = 0; i < batch.size(); ++i) {
+      const double shift = static_cast<double>(batch.metas[i].image_id % 5);
+      const int64_t n = batch.boxes[i].size(0);
+      Detections d;
+      d.boxes =
+          at::cat({batch.boxes[i] + shift, at::tensor({0.f, 0.f, 20.f, 20.f}).reshape({1, 4})});
+      d.scores = at::linspace(0.9, 0.1, n + 1);
+      d.labels = at::cat({batch.labels[i], at::zeros({1}, at::kLong)});
+      out.push_back(d);
+    }
+    return out;
+  }
+  int64_t num_classes() const override { return 8; }
+};
+
+TEST_F(ShardedLoaderTest, ShardedEvaluationGathersTheOneProcessResult) {
+  const auto eval_data = [](int64_t batch, DataShard shard) {
+    std::shared_ptr<DataLoader> l = loader(batch, shard, /*pad=*/false);
+    EvalData d;
+    d.gt = l->dataset().ground_truth();
+    d.label_to_category = l->dataset().label_to_category();
+    d.source = std::make_shared<LoaderBatchSource>(l);
+    return d;
+  };
+  ShiftedTruth model;
+  const auto expected = evaluate_detector(model, eval_data(4, {0, 1}));
+  ASSERT_GT(expected.coco.stats[0], 0.05);
+  ASSERT_LT(expected.coco.stats[0], 0.95);
+  run_ranks(3, [&](int r, dist::ProcessGroup&) {
+    ShiftedTruth local;
+    const auto got = evaluate_detector(local, eval_data(2, {r, 3}));
+    EXPECT_EQ(got.coco.stats, expected.coco.stats) << "rank " << r;
+    if (r == 0) {
+      EXPECT_EQ(got.images, 13);
+      EXPECT_EQ(got.detections.size(), expected.detections.size());
+    }
   });
 }
 
