@@ -36,6 +36,16 @@ class GradientReducer {
   std::unique_ptr<State> state_;
 };
 
+// The element counts of the buckets GradientReducer forms for `params` (in launch order).
+std::vector<int64_t> gradient_buckets(const std::vector<at::Tensor>& params, double bucket_size_mb);
+
+// Seconds of each of `repeats` gradient all-reduces (after `warmup` untimed ones) of float32
+// buckets of these sizes on the gradient group, as the reducer runs them: every bucket's
+// all-reduce launched, then all awaited.
+std::vector<double> time_gradient_all_reduce(ProcessGroup& group,
+                                             const std::vector<int64_t>& bucket_numels, int repeats,
+                                             int warmup);
+
 // Sets every parameter and buffer of `model` to rank `root`'s (DDP's start-of-training sync).
 // buffers_only: only the buffers (BatchNorm statistics, before an evaluation).
 void broadcast_module_state(torch::nn::Module& model, ProcessGroup& group, bool buffers_only,
