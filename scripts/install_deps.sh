@@ -5,7 +5,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build ccache pkg-config
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for `make fuzz`
-  libtorch-dev libopencv-dev libsimdjson-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev
+  libtorch-dev libgloo-dev libopencv-dev libsimdjson-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev
   libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   python3-torch python3-torchvision python3-scipy python3-numpy python3-pil
   darknet  # real photos (/usr/share/darknet/data) for the torchvision parity test

@@ -35,6 +35,9 @@ struct Command {
 
 std::vector<Command>& commands();
 
+// The global --threads value (0: not given, i.e. all cores).
+int requested_threads();
+
 struct RegisterCommand {
   RegisterCommand(std::string name, std::string help, Setup setup) {
     commands().push_back({std::move(name), std::move(help), std::move(setup)});

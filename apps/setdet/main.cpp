@@ -23,6 +23,12 @@ std::vector<Command>& subcommands(const std::string& group) {
   return registry[group];
 }
 
+namespace {
+int g_threads = 0;
+}  // namespace
+
+int requested_threads() { return g_threads; }
+
 Action add_subcommands(CLI::App& app, const std::string& group) {
   app.require_subcommand(1);
   auto members = subcommands(group);
@@ -64,10 +70,11 @@ std::string unknown_subcommand(int argc, char** argv, const std::vector<Command>
 int run(int argc, char** argv) {
   CLI::App app{"setdet: object detection with first-class set-level stages"};
   app.require_subcommand(1);
-  int threads = 0;
+  int& threads = g_threads;
   app.add_option("--threads", threads,
                  "threads for LibTorch and setdet (default: all cores, at most the cores "
-                 "available); before or after the subcommand")
+                 "available, divided among the local workers of a data-parallel run); before or "
+                 "after the subcommand")
       ->check(CLI::NonNegativeNumber);
 
   auto& registry = commands();

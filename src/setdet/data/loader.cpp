@@ -85,14 +85,16 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
   SETDET_CHECK(options_.size_divisor > 0, "DataLoader: size_divisor must be positive, got ",
                options_.size_divisor);
   SETDET_CHECK(dataset_->size() > 0, "DataLoader: the dataset is empty");
-  SETDET_CHECK(batches_per_epoch() > 0, "DataLoader: drop_last with batch_size ",
-               options_.batch_size, " leaves no batch of a dataset of ", dataset_->size(),
-               " images");
+  // (an unpadded shard of a tiny evaluation set may be empty: that rank evaluates nothing)
+  SETDET_CHECK(batches_per_epoch() > 0 || !options_.pad_shards, "DataLoader: drop_last with ",
+               "batch_size ", options_.batch_size, " x ", options_.shard.world_size,
+               " processes leaves no batch of a dataset of ", dataset_->size(), " images");
 }
 
 DataLoader::~DataLoader() { stop_workers(); }
 
-std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t default_seed) {
+std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t default_seed,
+                                                    const DataShard& shard, bool pad_shards) {
   cfg.check_keys({"batch_size", "num_workers", "prefetch", "shuffle", "drop_last", "seed",
                   "size_divisor", "dataset"});
   LoaderOptions o;
@@ -103,6 +105,8 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
   o.drop_last = cfg.get<bool>("drop_last", o.drop_last);
   o.seed = cfg.get<uint64_t>("seed", default_seed);
   o.size_divisor = cfg.get<int64_t>("size_divisor", o.size_divisor);
+  o.shard = shard;
+  o.pad_shards = pad_shards;
   auto positive = [&](const char* key, int64_t v, int64_t min) {
     SETDET_CHECK(v >= min, cfg[key].where(), ": expected an integer >= ", min, ", got ", v);
   };
@@ -120,8 +124,11 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
 
 int64_t DataLoader::batches_per_epoch() const {
   const int64_t n = dataset_->size();
-  return options_.drop_last ? n / options_.batch_size
-                            : (n + options_.batch_size - 1) / options_.batch_size;
+  const int64_t g =
+      global_batches(n, options_.batch_size, options_.shard.world_size, options_.drop_last);
+  if (options_.pad_shards || g == 0) return g;
+  // unpadded: the last global batch may leave this rank nothing
+  return shard_positions(n, options_.batch_size, options_.shard, g - 1, false).empty() ? g - 1 : g;
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
@@ -140,11 +147,11 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t batch) const {
   std::vector<int64_t> other_epoch;
   if (!started_ || epoch != epoch_) other_epoch = epoch_order(epoch);
   const std::vector<int64_t>& order = (started_ && epoch == epoch_) ? order_ : other_epoch;
-  const int64_t begin = batch * options_.batch_size;
-  const int64_t end = std::min<int64_t>(begin + options_.batch_size, dataset_->size());
+  const std::vector<int64_t> positions = shard_positions(
+      dataset_->size(), options_.batch_size, options_.shard, batch, options_.pad_shards);
   std::vector<Sample> samples;
-  samples.reserve(static_cast<size_t>(end - begin));
-  for (int64_t k = begin; k < end; ++k) {
+  samples.reserve(positions.size());
+  for (const int64_t k : positions) {
     const int64_t index = order[static_cast<size_t>(k)];
     Rng rng(
         {options_.seed, kSampleStream, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});

@@ -4,6 +4,9 @@
 //   {batch_size: 16, num_workers: 2, prefetch: 2, shuffle: true, drop_last: false, seed: 0,
 //    size_divisor: 32, dataset: {type: CocoDataset, ...}}
 //
+// Data-parallel processes (data/distributed_sampler.h): with options.shard, batch_size is per
+// process and batch b is this rank's part of the epoch's global batch b.
+//
 // Determinism: epoch e visits the dataset in the order shuffled by Rng(seed, e) (identity if
 // shuffle is off) and item i's augmentation draws from Rng(seed, e, i), so a batch depends only
 // on (seed, epoch, batch index), never on num_workers or thread timing. Worker k prepares whole
@@ -22,9 +25,10 @@
 #include <vector>
 
 #include "setdet/config/config.h"
-#include "setdet/structures/batch.h"
 #include "setdet/data/dataset.h"
+#include "setdet/data/distributed_sampler.h"
 #include "setdet/data/image_io.h"
+#include "setdet/structures/batch.h"
 
 namespace setdet {
 
@@ -36,6 +40,8 @@ struct LoaderOptions {
   bool drop_last = false;
   uint64_t seed = 0;
   int64_t size_divisor = 32;  // the batch's H and W are rounded up to a multiple of this
+  DataShard shard;            // this process's share of each global batch
+  bool pad_shards = true;     // a short last global batch still gives every rank an image
 };
 
 // Stacks samples into a Batch: images [B, 3, H, W] float32 with H, W the largest sample sizes
@@ -52,7 +58,9 @@ class DataLoader {
 
   // Reads the loader keys of `cfg` and builds cfg.dataset; `default_seed` applies when the node
   // has no `seed`.
-  static std::unique_ptr<DataLoader> from_config(const Config& cfg, uint64_t default_seed = 0);
+  static std::unique_ptr<DataLoader> from_config(const Config& cfg, uint64_t default_seed = 0,
+                                                 const DataShard& shard = {},
+                                                 bool pad_shards = true);
 
   int64_t batches_per_epoch() const;
   // Starts epoch `epoch` at batch `first_batch` (stopping any epoch in progress).

@@ -22,6 +22,9 @@ class BatchSource {
   virtual void start_epoch(int64_t epoch, int64_t first_batch) = 0;
   // The next batch of the current epoch; nullopt once the epoch is exhausted.
   virtual std::optional<Batch> next() = 0;
+  // Images in a full batch over every data-parallel process (0: unknown). A run resumed with
+  // another global batch size continues at the same image of the epoch.
+  virtual int64_t global_batch_size() const { return 0; }
 };
 
 }  // namespace setdet

@@ -75,6 +75,7 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   archive.write("state/elapsed_seconds", scalar_f64(state.elapsed_seconds));
   archive.write("state/images_seen", scalar_i64(state.images_seen));
   archive.write("state/seed", scalar_i64(static_cast<int64_t>(state.seed)));
+  archive.write("state/global_batch_size", scalar_i64(state.global_batch_size));
   {
     auto gen = default_cpu_generator();
     std::lock_guard<std::mutex> lock(gen.mutex());
@@ -180,6 +181,9 @@ LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& mod
   out.state.elapsed_seconds = read_f64(archive, "state/elapsed_seconds");
   out.state.images_seen = read_i64(archive, "state/images_seen");
   out.state.seed = static_cast<uint64_t>(read_i64(archive, "state/seed"));
+  if (at::Tensor t; archive.try_read("state/global_batch_size", t)) {
+    out.state.global_batch_size = t.item<int64_t>();
+  }
   if (restore_rng) {
     at::Tensor rng;
     archive.read("rng/torch_cpu", rng);

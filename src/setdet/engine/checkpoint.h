@@ -23,6 +23,9 @@ struct TrainState {
   double elapsed_seconds = 0.0;  // training time so far (the time-keyed schedule's clock)
   int64_t images_seen = 0;
   uint64_t seed = 0;  // data sampler seed: epoch e shuffles with (seed, e)
+  // Images per iteration over every data-parallel process (batch_size x world size), the unit
+  // of iter_in_epoch; 0: unknown (checkpoints written before it was recorded).
+  int64_t global_batch_size = 0;
 };
 
 struct CheckpointMeta {

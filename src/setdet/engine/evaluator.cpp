@@ -2,13 +2,35 @@
 
 #include <torch/csrc/autograd/grad_mode.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
+#include <cstring>
+#include <type_traits>
+
+#include "setdet/distributed/process_group.h"
 
 namespace setdet {
 namespace {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// The detections of every rank, on rank 0 (empty elsewhere), in rank order.
+std::vector<CocoDetection> gather_detections(dist::ProcessGroup& group,
+                                             const std::vector<CocoDetection>& mine) {
+  static_assert(std::is_trivially_copyable_v<CocoDetection>);
+  std::string bytes(mine.size() * sizeof(CocoDetection), '\0');
+  if (!mine.empty()) std::memcpy(bytes.data(), mine.data(), bytes.size());
+  std::vector<CocoDetection> all;
+  for (const auto& part : group.gather_bytes(bytes)) {
+    const size_t n = part.size() / sizeof(CocoDetection);
+    const size_t old = all.size();
+    all.resize(old + n);
+    if (n > 0) std::memcpy(all.data() + old, part.data(), n * sizeof(CocoDetection));
+  }
+  return all;
 }
 
 }  // namespace
@@ -73,9 +95,20 @@ DetectorEvalResult evaluate_detector(Detector& model, const EvalData& data,
     throw;
   }
   model.train(was_training);
+  dist::ProcessGroup* group = dist::current_process_group();
+  if (group != nullptr && group->world_size() > 1) {
+    result.detections = gather_detections(*group, result.detections);
+    result.images = std::llround(group->all_reduce_sum({static_cast<double>(result.images)})[0]);
+  }
   result.inference_seconds = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
-  result.coco = evaluate_coco(*data.gt, result.detections);
+  if (dist::is_main_process()) result.coco = evaluate_coco(*data.gt, result.detections);
+  if (group != nullptr && group->world_size() > 1) {
+    std::vector<at::Tensor> stats{at::empty({12}, at::kDouble)};
+    std::copy(result.coco.stats.begin(), result.coco.stats.end(), stats[0].data_ptr<double>());
+    group->broadcast(stats);
+    std::copy_n(stats[0].data_ptr<double>(), 12, result.coco.stats.begin());
+  }
   result.eval_seconds = seconds_since(t1);
   return result;
 }

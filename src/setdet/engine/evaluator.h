@@ -43,6 +43,9 @@ std::vector<CocoDetection> to_coco_detections(const Detections& dets, int64_t im
 
 // Puts the model in eval mode under NoGradGuard, predicts every batch of one epoch of
 // data.source, restores the previous train/eval mode and evaluates against data.gt.
+// Data-parallel processes: each rank predicts its shard of the split (data.source), rank 0
+// gathers the detections, evaluates and sends the stats to every rank (result.coco holds only
+// the stats elsewhere; result.detections and result.images cover every rank on rank 0).
 DetectorEvalResult evaluate_detector(Detector& model, const EvalData& data,
                                      const EvalCallbacks& callbacks = {});
 

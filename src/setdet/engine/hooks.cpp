@@ -11,6 +11,7 @@
 #include <map>
 
 #include "setdet/core/io/json_text.h"
+#include "setdet/distributed/process_group.h"
 #include "setdet/engine/optim.h"
 #include "setdet/engine/runner.h"
 
@@ -345,7 +346,7 @@ void LoggerHook::clear_bar() {
 }
 
 void LoggerHook::before_run(Runner& runner) {
-  tty_ = progress_bar_ && isatty(STDERR_FILENO) != 0;
+  tty_ = progress_bar_ && isatty(STDERR_FILENO) != 0 && dist::is_main_process();
   interval_start_ = runner.elapsed();
   interval_start_iter_ = runner.iter();
   interval_start_images_ = runner.state().images_seen;

@@ -16,6 +16,9 @@ class LoaderBatchSource : public BatchSource {
     loader_->start_epoch(epoch, first_batch);
   }
   std::optional<Batch> next() override { return loader_->next(); }
+  int64_t global_batch_size() const override {
+    return loader_->options().batch_size * loader_->options().shard.world_size;
+  }
   DataLoader& loader() { return *loader_; }
 
  private:

@@ -9,6 +9,8 @@
 #include <map>
 #include <set>
 
+#include "setdet/layers/sync_batch_norm.h"
+
 namespace setdet {
 namespace {
 
@@ -16,6 +18,7 @@ bool is_norm_layer(const torch::nn::Module& m) {
   return dynamic_cast<const torch::nn::BatchNorm1dImpl*>(&m) ||
          dynamic_cast<const torch::nn::BatchNorm2dImpl*>(&m) ||
          dynamic_cast<const torch::nn::BatchNorm3dImpl*>(&m) ||
+         dynamic_cast<const SyncBatchNormImpl*>(&m) ||
          dynamic_cast<const torch::nn::GroupNormImpl*>(&m) ||
          dynamic_cast<const torch::nn::LayerNormImpl*>(&m) ||
          dynamic_cast<const torch::nn::InstanceNorm1dImpl*>(&m) ||

@@ -11,6 +11,7 @@
 
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/json_text.h"
+#include "setdet/distributed/process_group.h"
 #include "setdet/engine/optim.h"
 
 namespace setdet {
@@ -117,7 +118,7 @@ TrainProgress Runner::progress() const {
   p.iters_per_epoch = iters_per_epoch_;
   p.max_iters = options_.max_iters;
   p.max_epochs = options_.max_epochs;
-  p.elapsed_seconds = elapsed();
+  p.elapsed_seconds = agreed_elapsed_ >= 0 ? agreed_elapsed_ : elapsed();
   p.max_seconds = options_.max_seconds;
   return p;
 }
@@ -144,6 +145,7 @@ std::string Runner::work_path(const std::string& name) const {
 }
 
 void Runner::log(const std::string& line) {
+  if (!dist::is_main_process()) return;
   std::cerr << line << "\n";
   if (log_file_.is_open()) log_file_ << line << "\n" << std::flush;
 }
@@ -192,10 +194,29 @@ std::string Runner::last_checkpoint_text() const {
          std::to_string(last_checkpoint_iter_) + ")";
 }
 
+void Runner::adopt_global_batch_size(int64_t size) {
+  const int64_t saved = state_.global_batch_size;
+  state_.global_batch_size = size;
+  if (saved <= 0 || size <= 0 || saved == size || state_.iter_in_epoch == 0) return;
+  // Resumed with another global batch (e.g. another world size): continue at the same image of
+  // the epoch, rounded down to a whole batch.
+  const int64_t image = state_.iter_in_epoch * saved;
+  state_.iter_in_epoch = image / size;
+  log(
+      fmt::format("resumed with {} images per iteration instead of {}: epoch {} continues at "
+                  "image {} (batch {}{})",
+                  size, saved, state_.epoch + 1, state_.iter_in_epoch * size, state_.iter_in_epoch,
+                  image % size ? fmt::format(", repeating {} images", image % size) : ""));
+}
+
 bool Runner::limit_reached() const {
-  if (stop_requested_) return true;
+  if (agreed_elapsed_ >= 0) {
+    if (agreed_stop_) return true;
+  } else {
+    if (stop_requested_) return true;
+    if (options_.max_seconds > 0 && elapsed() >= options_.max_seconds) return true;
+  }
   if (options_.max_iters > 0 && state_.iter >= options_.max_iters) return true;
-  if (options_.max_seconds > 0 && elapsed() >= options_.max_seconds) return true;
   if (options_.max_epochs > 0 && state_.epoch >= options_.max_epochs) return true;
   return false;
 }
@@ -222,6 +243,7 @@ void Runner::train(BatchSource& data) {
                "runner: set at least one of max_epochs, max_iters, max_seconds");
   iters_per_epoch_ = data.batches_per_epoch();
   SETDET_CHECK(iters_per_epoch_ > 0, "the training data yields no batches");
+  adopt_global_batch_size(data.global_batch_size());
   schedule_->check_limits(progress());
   if (!options_.work_dir.empty()) {
     fs::create_directories(options_.work_dir);
@@ -230,6 +252,10 @@ void Runner::train(BatchSource& data) {
   }
   finished_ = false;
   stop_requested_ = false;
+  if (dist::world_size() > 1) {
+    agreed_elapsed_ = elapsed_base_;
+    agreed_stop_ = options_.max_seconds > 0 && elapsed_base_ >= options_.max_seconds;
+  }
   model_->train();
   call(&Hook::before_run);
   resume_timer();
@@ -258,14 +284,7 @@ void Runner::train(BatchSource& data) {
         loss_ = loss_.defined() ? loss_ + value : value;
       }
       TORCH_CHECK(loss_.defined(), "the model's losses() returned no entry named loss*");
-      log_buffer_.update("loss", loss_.item<double>());
-      log_buffer_.update("forward_time", clock_() - forward_start);
-      for (const auto& [name, value] : outputs_) {
-        if (name != "loss" && value.numel() == 1) log_buffer_.update(name, value.item<double>());
-      }
-      state_.iter += 1;
-      state_.iter_in_epoch += 1;
-      state_.images_seen += batch_.size();
+      record_iteration(clock_() - forward_start);
       call(&Hook::after_train_iter);
       if (limit_reached()) {
         finished_ = true;
@@ -292,6 +311,36 @@ void Runner::train(BatchSource& data) {
   write_metrics();
   log_file_.close();
   jsonl_file_.close();
+}
+
+void Runner::record_iteration(double forward_seconds) {
+  std::vector<std::string> names{"loss"};
+  std::vector<double> values{loss_.item<double>()};
+  for (const auto& [name, value] : outputs_) {
+    if (name == "loss" || value.numel() != 1) continue;
+    names.push_back(name);
+    values.push_back(value.item<double>());
+  }
+  int64_t images = batch_.size();
+  if (dist::ProcessGroup* group = dist::current_process_group(); group && group->world_size() > 1) {
+    const size_t k = values.size();
+    const bool stop =
+        stop_requested_ || (options_.max_seconds > 0 && elapsed() >= options_.max_seconds);
+    values.insert(values.end(), {static_cast<double>(images), stop ? 1.0 : 0.0, elapsed()});
+    values = group->all_reduce_sum(values);
+    const double w = static_cast<double>(group->world_size());
+    for (size_t i = 0; i < k; ++i) values[i] /= w;
+    images = std::llround(values[k]);
+    agreed_stop_ = values[k + 1] > 0;
+    agreed_elapsed_ = values[k + 2] / w;
+    values.resize(k);
+  }
+  log_buffer_.update("loss", values[0]);
+  log_buffer_.update("forward_time", forward_seconds);
+  for (size_t i = 1; i < values.size(); ++i) log_buffer_.update(names[i], values[i]);
+  state_.iter += 1;
+  state_.iter_in_epoch += 1;
+  state_.images_seen += images;
 }
 
 void Runner::write_metrics() {
@@ -326,6 +375,7 @@ void Runner::write_metrics() {
   }
   os << "},\n";
   os << "  \"seed\": " << options_.seed << ",\n";
+  os << "  \"world_size\": " << dist::world_size() << ",\n";
   os << "  \"threads\": " << at::get_num_threads() << "\n";
   os << "}\n";
   write_file_atomic(work_path("metrics.json"), os.str());

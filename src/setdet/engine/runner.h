@@ -16,6 +16,13 @@
 // split work statically over the intra-op threads, so their reductions do not depend on
 // scheduling. A schedule keyed to wall-clock time (by_time) is the exception: its lr depends on
 // how fast the machine runs.
+//
+// Data-parallel processes (distributed/process_group.h): every rank runs the same runner; after
+// each forward one small all-reduce averages the logged scalars over the ranks, counts the
+// images of every rank and makes the ranks agree on stopping (a stop request or the time budget
+// on any rank stops all of them after the same iteration); the time-keyed schedule reads the mean
+// training time. Only rank 0 writes (train.log, log.jsonl, stderr; the CLI gives the other ranks
+// no work_dir).
 #pragma once
 
 #include <torch/optim/optimizer.h>
@@ -143,6 +150,10 @@ class Runner {
  private:
   void call(void (Hook::*stage)(Runner&));
   bool limit_reached() const;
+  // Logs this iteration's scalars (averaged over the ranks) and advances the position.
+  void record_iteration(double forward_seconds);
+  // Records the data's global batch size; a resumed position saved with another is converted.
+  void adopt_global_batch_size(int64_t size);
   void write_metrics();
 
   std::shared_ptr<Detector> model_;
@@ -165,6 +176,9 @@ class Runner {
 
   double elapsed_base_ = 0.0;
   double running_since_ = -1.0;  // < 0: timer paused
+  // data-parallel: the ranks' agreed stop decision and mean training time (< 0: one process)
+  bool agreed_stop_ = false;
+  double agreed_elapsed_ = -1.0;
 
   Batch batch_;
   std::map<std::string, at::Tensor> outputs_;

@@ -14,13 +14,19 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
       torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
 }
 
-torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride, bool frozen_bn) {
+torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride, NormKind norm) {
   torch::nn::Sequential seq;
   seq->push_back(conv(in, out, 1, stride));
-  if (frozen_bn) {
-    seq->push_back(FrozenBatchNorm2d(out));
-  } else {
-    seq->push_back(torch::nn::BatchNorm2d(out));
+  switch (norm) {
+    case NormKind::kFrozenBatchNorm:
+      seq->push_back(FrozenBatchNorm2d(out));
+      break;
+    case NormKind::kSyncBatchNorm:
+      seq->push_back(SyncBatchNorm(out));
+      break;
+    case NormKind::kBatchNorm:
+      seq->push_back(torch::nn::BatchNorm2d(out));
+      break;
   }
   return seq;
 }
@@ -50,42 +56,64 @@ DepthSpec depth_spec(int64_t depth) {
 
 }  // namespace
 
-Norm2d::Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, bool frozen) {
-  if (frozen) {
-    frozen_ = parent.register_module(name, FrozenBatchNorm2d(channels));
-  } else {
-    bn_ = parent.register_module(name, torch::nn::BatchNorm2d(channels));
+namespace {
+
+// conv followed by a BatchNorm2d or SyncBatchNorm (same fields) in eval mode, as one conv.
+template <typename BatchNorm>
+FusedConvNorm fold_batch_norm(const torch::nn::Conv2dImpl& conv, const BatchNorm& bn) {
+  TORCH_CHECK(bn.options.track_running_stats(),
+              "ResNet: a BatchNorm2d without running statistics cannot be folded");
+  at::NoGradGuard no_grad;
+  const int64_t c = bn.options.num_features();
+  const at::Tensor gamma = bn.options.affine() ? bn.weight : at::ones({c});
+  const at::Tensor beta = bn.options.affine() ? bn.bias : at::zeros({c});
+  const at::Tensor scale = gamma * (bn.running_var + bn.options.eps()).rsqrt();
+  const at::Tensor shift = beta - bn.running_mean * scale;
+  std::vector<at::Tensor> sources{bn.running_mean, bn.running_var};
+  if (bn.options.affine()) {
+    sources.push_back(bn.weight);
+    sources.push_back(bn.bias);
+  }
+  return FusedConvNorm(conv, scale, shift, std::move(sources));
+}
+
+FusedConvNorm fold_frozen(const torch::nn::Conv2dImpl& conv, const FrozenBatchNorm2dImpl& f) {
+  const auto [scale, shift] = f.scale_shift();
+  return FusedConvNorm(conv, scale, shift, {f.weight, f.bias, f.running_mean, f.running_var});
+}
+
+}  // namespace
+
+Norm2d::Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels,
+               NormKind kind) {
+  switch (kind) {
+    case NormKind::kFrozenBatchNorm:
+      frozen_ = parent.register_module(name, FrozenBatchNorm2d(channels));
+      break;
+    case NormKind::kSyncBatchNorm:
+      sync_ = parent.register_module(name, SyncBatchNorm(channels));
+      break;
+    case NormKind::kBatchNorm:
+      bn_ = parent.register_module(name, torch::nn::BatchNorm2d(channels));
+      break;
   }
 }
 
-at::Tensor Norm2d::operator()(const at::Tensor& x) { return bn_ ? bn_(x) : frozen_(x); }
+at::Tensor Norm2d::operator()(const at::Tensor& x) {
+  if (sync_) return sync_(x);
+  return bn_ ? bn_(x) : frozen_(x);
+}
 
 std::shared_ptr<torch::nn::Module> Norm2d::ptr() const {
+  if (sync_) return sync_.ptr();
   if (bn_) return bn_.ptr();
   return frozen_.ptr();
 }
 
 FusedConvNorm Norm2d::fuse_after(const torch::nn::Conv2dImpl& conv) const {
-  if (frozen_) {
-    const auto [scale, shift] = frozen_->scale_shift();
-    return FusedConvNorm(
-        conv, scale, shift,
-        {frozen_->weight, frozen_->bias, frozen_->running_mean, frozen_->running_var});
-  }
-  TORCH_CHECK(bn_->options.track_running_stats(),
-              "ResNet: a BatchNorm2d without running statistics cannot be folded");
-  at::NoGradGuard no_grad;
-  const int64_t c = bn_->options.num_features();
-  const at::Tensor gamma = bn_->options.affine() ? bn_->weight : at::ones({c});
-  const at::Tensor beta = bn_->options.affine() ? bn_->bias : at::zeros({c});
-  const at::Tensor scale = gamma * (bn_->running_var + bn_->options.eps()).rsqrt();
-  const at::Tensor shift = beta - bn_->running_mean * scale;
-  std::vector<at::Tensor> sources{bn_->running_mean, bn_->running_var};
-  if (bn_->options.affine()) {
-    sources.push_back(bn_->weight);
-    sources.push_back(bn_->bias);
-  }
-  return FusedConvNorm(conv, scale, shift, std::move(sources));
+  if (frozen_) return fold_frozen(conv, *frozen_);
+  if (sync_) return fold_batch_norm(conv, *sync_);
+  return fold_batch_norm(conv, *bn_);
 }
 
 namespace {
@@ -93,30 +121,25 @@ namespace {
 FusedConvNorm fuse_downsample(const torch::nn::Sequential& downsample) {
   const auto* c = downsample->ptr(0)->as<torch::nn::Conv2d>();
   TORCH_INTERNAL_ASSERT(c != nullptr, "ResNet: downsample.0 is not a Conv2d");
-  if (const auto* f = downsample->ptr(1)->as<FrozenBatchNorm2d>()) {
-    const auto [scale, shift] = f->scale_shift();
-    return FusedConvNorm(*c, scale, shift, {f->weight, f->bias, f->running_mean, f->running_var});
+  if (const auto* f = downsample->ptr(1)->as<FrozenBatchNorm2d>()) return fold_frozen(*c, *f);
+  if (const auto* sync = downsample->ptr(1)->as<SyncBatchNorm>()) {
+    return fold_batch_norm(*c, *sync);
   }
   const auto* bn = downsample->ptr(1)->as<torch::nn::BatchNorm2d>();
   TORCH_INTERNAL_ASSERT(bn != nullptr, "ResNet: downsample.1 is not a norm");
-  TORCH_CHECK(bn->options.track_running_stats() && bn->options.affine(),
-              "ResNet: downsample BatchNorm2d must be affine with running statistics to fold");
-  at::NoGradGuard no_grad;
-  const at::Tensor scale = bn->weight * (bn->running_var + bn->options.eps()).rsqrt();
-  const at::Tensor shift = bn->bias - bn->running_mean * scale;
-  return FusedConvNorm(*c, scale, shift, {bn->weight, bn->bias, bn->running_mean, bn->running_var});
+  return fold_batch_norm(*c, *bn);
 }
 
 }  // namespace
 
-BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn) {
+BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm) {
   conv1_ = register_module("conv1", conv(in_channels, width, 3, stride));
-  bn1_ = Norm2d(*this, "bn1", width, frozen_bn);
+  bn1_ = Norm2d(*this, "bn1", width, norm);
   conv2_ = register_module("conv2", conv(width, width, 3, 1));
-  bn2_ = Norm2d(*this, "bn2", width, frozen_bn);
+  bn2_ = Norm2d(*this, "bn2", width, norm);
   if (stride != 1 || in_channels != width * kExpansion) {
-    downsample_ = register_module(
-        "downsample", make_downsample(in_channels, width * kExpansion, stride, frozen_bn));
+    downsample_ = register_module("downsample",
+                                  make_downsample(in_channels, width * kExpansion, stride, norm));
   }
 }
 
@@ -145,16 +168,16 @@ void BasicBlockImpl::unfuse() {
   fused_ = false;
 }
 
-BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn) {
+BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm) {
   conv1_ = register_module("conv1", conv(in_channels, width, 1, 1));
-  bn1_ = Norm2d(*this, "bn1", width, frozen_bn);
+  bn1_ = Norm2d(*this, "bn1", width, norm);
   conv2_ = register_module("conv2", conv(width, width, 3, stride));
-  bn2_ = Norm2d(*this, "bn2", width, frozen_bn);
+  bn2_ = Norm2d(*this, "bn2", width, norm);
   conv3_ = register_module("conv3", conv(width, width * kExpansion, 1, 1));
-  bn3_ = Norm2d(*this, "bn3", width * kExpansion, frozen_bn);
+  bn3_ = Norm2d(*this, "bn3", width * kExpansion, norm);
   if (stride != 1 || in_channels != width * kExpansion) {
-    downsample_ = register_module(
-        "downsample", make_downsample(in_channels, width * kExpansion, stride, frozen_bn));
+    downsample_ = register_module("downsample",
+                                  make_downsample(in_channels, width * kExpansion, stride, norm));
   }
 }
 
@@ -200,10 +223,14 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     TORCH_CHECK(i == 0 || idx > options_.out_indices()[i - 1],
                 "ResNet: out_indices must be strictly increasing");
   }
-  const bool frozen_bn = options_.frozen_bn();
+  TORCH_CHECK(!(options_.frozen_bn() && options_.sync_bn()),
+              "ResNet: frozen_bn and sync_bn exclude each other");
+  const NormKind norm = options_.frozen_bn() ? NormKind::kFrozenBatchNorm
+                        : options_.sync_bn() ? NormKind::kSyncBatchNorm
+                                             : NormKind::kBatchNorm;
 
   conv1_ = register_module("conv1", conv(3, base, 7, 2));
-  bn1_ = Norm2d(*this, "bn1", base, frozen_bn);
+  bn1_ = Norm2d(*this, "bn1", base, norm);
   int64_t in_channels = base;
   for (int64_t stage = 0; stage < 4; ++stage) {
     const int64_t width = base << stage;
@@ -211,10 +238,10 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     torch::nn::Sequential layer;
     for (int64_t b = 0; b < spec.blocks[stage]; ++b) {
       if (spec.bottleneck) {
-        layer->push_back(Bottleneck(in_channels, width, b == 0 ? stride : 1, frozen_bn));
+        layer->push_back(Bottleneck(in_channels, width, b == 0 ? stride : 1, norm));
         in_channels = width * BottleneckImpl::kExpansion;
       } else {
-        layer->push_back(BasicBlock(in_channels, width, b == 0 ? stride : 1, frozen_bn));
+        layer->push_back(BasicBlock(in_channels, width, b == 0 ? stride : 1, norm));
         in_channels = width * BasicBlockImpl::kExpansion;
       }
     }
@@ -310,11 +337,21 @@ std::vector<ShapeSpec> ResNetImpl::output_shape() const {
 }
 
 ResNetOptions resnet_options_from_config(const Config& cfg) {
-  cfg.check_keys({"type", "depth", "base_channels", "frozen_bn", "frozen_stages", "out_indices"});
+  cfg.check_keys(
+      {"type", "depth", "base_channels", "norm", "frozen_bn", "frozen_stages", "out_indices"});
   ResNetOptions opts(cfg.get<int64_t>("depth", 50));
   opts.base_channels(cfg.get<int64_t>("base_channels", 64))
       .frozen_bn(cfg.get<bool>("frozen_bn", false))
       .frozen_stages(cfg.get<int64_t>("frozen_stages", -1));
+  if (cfg.has("norm")) {
+    const auto norm = cfg.get<std::string>("norm");
+    SETDET_CHECK(norm == "BN" || norm == "SyncBN" || norm == "FrozenBN", cfg["norm"].where(),
+                 ": expected BN, SyncBN or FrozenBN, got '", norm, "'");
+    SETDET_CHECK(!cfg.has("frozen_bn") || opts.frozen_bn() == (norm == "FrozenBN"), cfg.where(),
+                 ": norm '", norm,
+                 "' contradicts frozen_bn: ", opts.frozen_bn() ? "true" : "false");
+    opts.frozen_bn(norm == "FrozenBN").sync_bn(norm == "SyncBN");
+  }
   if (cfg.has("out_indices")) opts.out_indices(cfg.get<std::vector<int64_t>>("out_indices"));
   const int64_t depth = opts.depth();
   SETDET_CHECK(depth == 18 || depth == 34 || depth == 50 || depth == 101 || depth == 152,

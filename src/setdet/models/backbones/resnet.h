@@ -13,6 +13,7 @@
 #include "setdet/config/config.h"
 #include "setdet/layers/frozen_batch_norm.h"
 #include "setdet/layers/fused_conv_norm.h"
+#include "setdet/layers/sync_batch_norm.h"
 #include "setdet/models/backbones/backbone.h"
 
 namespace setdet {
@@ -22,17 +23,21 @@ struct ResNetOptions {
   TORCH_ARG(int64_t, depth);               // 18, 34, 50, 101 or 152
   TORCH_ARG(int64_t, base_channels) = 64;  // width of the stem and of layer1's 3x3 convs
   TORCH_ARG(bool, frozen_bn) = false;      // FrozenBatchNorm2d instead of BatchNorm2d everywhere
+  // SyncBatchNorm instead of BatchNorm2d: statistics over every data-parallel process's images.
+  TORCH_ARG(bool, sync_bn) = false;
   // -1: train everything; 0: freeze the stem; k >= 1: the stem and layer1..layerk (no gradient,
   // their BatchNorms stay in eval mode).
   TORCH_ARG(int64_t, frozen_stages) = -1;
   TORCH_ARG(std::vector<int64_t>, out_indices) = std::vector<int64_t>{1, 2, 3};  // 0 = layer1 (C2)
 };
 
-// A BatchNorm2d or a FrozenBatchNorm2d, registered under the caller's name.
+enum class NormKind { kBatchNorm, kSyncBatchNorm, kFrozenBatchNorm };
+
+// A BatchNorm2d, SyncBatchNorm or FrozenBatchNorm2d, registered under the caller's name.
 class Norm2d {
  public:
   Norm2d() = default;
-  Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, bool frozen);
+  Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, NormKind kind);
   at::Tensor operator()(const at::Tensor& x);
   std::shared_ptr<torch::nn::Module> ptr() const;
   // conv followed by this norm (eval-mode statistics) as one conv.
@@ -40,13 +45,14 @@ class Norm2d {
 
  private:
   torch::nn::BatchNorm2d bn_{nullptr};
+  SyncBatchNorm sync_{nullptr};
   FrozenBatchNorm2d frozen_{nullptr};
 };
 
 class BasicBlockImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 1;
-  BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn);
+  BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm);
   at::Tensor forward(const at::Tensor& x);
   // Folds every norm into its conv; forward uses the folded convs in eval mode.
   void fuse();
@@ -65,7 +71,7 @@ TORCH_MODULE(BasicBlock);
 class BottleneckImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 4;
-  BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, bool frozen_bn);
+  BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm);
   at::Tensor forward(const at::Tensor& x);
   // Folds every norm into its conv; forward uses the folded convs in eval mode.
   void fuse();
@@ -111,7 +117,8 @@ class ResNetImpl : public Backbone, public InferenceFusable {
 };
 TORCH_MODULE(ResNet);
 
-// Config keys: type, depth, base_channels, frozen_bn, frozen_stages, out_indices.
+// Config keys: type, depth, base_channels, norm (BN | SyncBN | FrozenBN; frozen_bn: true is
+// FrozenBN), frozen_bn, frozen_stages, out_indices.
 ResNetOptions resnet_options_from_config(const Config& cfg);
 
 }  // namespace setdet

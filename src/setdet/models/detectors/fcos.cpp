@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "setdet/distributed/process_group.h"
 #include "setdet/structures/anchors.h"
 
 namespace setdet {
@@ -76,7 +77,14 @@ std::map<std::string, at::Tensor> FCOSDetector::one_to_many_losses(const DenseHe
   const at::Tensor dist = flatten_levels(out.at("bbox_distances"), 4);  // [B, P, 4]
   const at::Tensor ctr = flatten_levels(out.at("centerness"), 1);       // [B, P, 1]
   const int64_t num_images = cls.size(0);
-  const double num_pos = static_cast<double>(std::max<int64_t>(t.num_positives, 1));
+  const at::Tensor pos = (t.labels.reshape(-1) < c).nonzero().squeeze(1);
+  const at::Tensor ctr_target = t.centerness.reshape(-1).index_select(0, pos);
+  // Normalisers over the whole batch (of every data-parallel process), as MMDetection's FCOS:
+  // max(reduce_mean(num_pos), 1) and max(reduce_mean(sum of centre-ness targets), 1e-6).
+  const std::vector<double> norms =
+      dist::reduce_normalisers({static_cast<double>(t.num_positives),
+                                pos.numel() == 0 ? 0.0 : ctr_target.sum().item<double>()});
+  const double num_pos = std::max(norms[0], 1.0);
 
   const at::Tensor onehot = at::zeros({num_images, cls.size(1), c + 1}, cls.options())
                                 .scatter_(2, t.labels.unsqueeze(2), 1.0)
@@ -84,7 +92,6 @@ std::map<std::string, at::Tensor> FCOSDetector::one_to_many_losses(const DenseHe
   std::map<std::string, at::Tensor> losses;
   losses["loss_cls"] = (*loss_.cls)(cls, onehot, {}, num_pos);
 
-  const at::Tensor pos = (t.labels.reshape(-1) < c).nonzero().squeeze(1);
   if (pos.numel() == 0) {
     losses["loss_bbox"] = dist.sum() * 0.0;
     losses["loss_centerness"] = ctr.sum() * 0.0;
@@ -92,9 +99,8 @@ std::map<std::string, at::Tensor> FCOSDetector::one_to_many_losses(const DenseHe
     const at::Tensor pred_boxes = distances_to_boxes(dist.reshape({-1, 4}).index_select(0, pos));
     const at::Tensor target_boxes =
         distances_to_boxes(t.distances.reshape({-1, 4}).index_select(0, pos));
-    const at::Tensor ctr_target = t.centerness.reshape(-1).index_select(0, pos);
     if (loss_.centerness_weighted_bbox) {
-      const double denom = std::max(ctr_target.sum().item<double>(), 1e-6);
+      const double denom = std::max(norms[1], 1e-6);
       losses["loss_bbox"] = (*loss_.bbox)(pred_boxes, target_boxes, ctr_target, denom);
     } else {
       losses["loss_bbox"] = (*loss_.bbox)(pred_boxes, target_boxes, {}, num_pos);

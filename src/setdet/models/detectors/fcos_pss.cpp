@@ -5,6 +5,7 @@
 
 #include <algorithm>
 
+#include "setdet/distributed/process_group.h"
 #include "setdet/losses/pss_loss.h"
 #include "setdet/losses/rank_loss.h"
 
@@ -90,7 +91,13 @@ std::map<std::string, at::Tensor> FCOSPSSDetector::losses(const Batch& batch) {
   const OneToOneTargets o2o = assign_one_to_one(log_prob.detach().exp(), pred_boxes, t.matched,
                                                 batch.boxes, batch.labels, train_cfg_.one_to_one);
 
-  const double num_o2o = static_cast<double>(std::max<int64_t>(o2o.num_positives, 1));
+  const at::Tensor is_pos = o2o.labels > 0.5;  // [B, P, C]
+  // Normalisers over the whole batch of every data-parallel process: the one-to-one positives
+  // and the images with one (those that have a ranking loss).
+  const int64_t rank_images = is_pos.flatten(1).any(1).sum().item<int64_t>();
+  const std::vector<double> norms = setdet::dist::reduce_normalisers(
+      {static_cast<double>(o2o.num_positives), static_cast<double>(rank_images)});
+  const double num_o2o = std::max(norms[0], 1.0);
   losses["loss_pss"] =
       focal_loss_from_log_prob(log_prob, o2o.labels, train_cfg_.focal_alpha, train_cfg_.focal_gamma)
           .sum() *
@@ -99,10 +106,8 @@ std::map<std::string, at::Tensor> FCOSPSSDetector::losses(const Batch& batch) {
   // Eq. (2) per image: positives P_i+(c_i+) at the one-to-one targets; negatives every other
   // point, scored at its highest class (c_i- = argmax_c P_i-(c)), the top rank_num_neg of them.
   const at::Tensor prob = log_prob.exp();
-  const at::Tensor is_pos = o2o.labels > 0.5;  // [B, P, C]
   const at::Tensor pos_point = is_pos.any(2);  // [B, P]
   at::Tensor rank_sum = prob.sum() * 0.0;
-  int64_t rank_images = 0;
   for (int64_t i = 0; i < num_images; ++i) {
     const at::Tensor pos_scores = prob[i].masked_select(is_pos[i]);
     if (pos_scores.numel() == 0) continue;
@@ -110,10 +115,8 @@ std::map<std::string, at::Tensor> FCOSPSSDetector::losses(const Batch& batch) {
         std::get<0>(prob[i].max(1)).masked_select(pos_point[i].logical_not());
     rank_sum = rank_sum + ranking_loss(pos_scores, neg_scores, train_cfg_.rank_margin,
                                        train_cfg_.rank_num_neg);
-    ++rank_images;
   }
-  losses["loss_rank"] =
-      rank_sum * (train_cfg_.rank_weight / static_cast<double>(std::max<int64_t>(rank_images, 1)));
+  losses["loss_rank"] = rank_sum * (train_cfg_.rank_weight / std::max(norms[1], 1.0));
   losses["num_pos_one_to_one"] = at::scalar_tensor(static_cast<double>(o2o.num_positives));
   return losses;
 }

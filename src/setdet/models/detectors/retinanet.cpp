@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "setdet/distributed/process_group.h"
 #include "setdet/models/detectors/fcos.h"
 
 namespace setdet {
@@ -74,6 +75,10 @@ std::map<std::string, at::Tensor> RetinaNetDetector::losses(const Batch& batch) 
     total_pos += (matched[i] >= 0).sum().item<int64_t>();
   }
 
+  // The batch's positives and images over every data-parallel process (per-image normalisation
+  // is torchvision's mean over the batch's images of each image's loss / its positives).
+  const std::vector<double> batch_norms =
+      dist::reduce_normalisers({static_cast<double>(total_pos), static_cast<double>(num_images)});
   at::Tensor loss_cls = cls.sum() * 0.0, loss_bbox = reg.sum() * 0.0;
   for (int64_t i = 0; i < num_images; ++i) {
     const at::Tensor& m = matched[i];
@@ -81,8 +86,8 @@ std::map<std::string, at::Tensor> RetinaNetDetector::losses(const Batch& batch) 
     const at::Tensor valid = (m != kAnchorIgnored).nonzero().squeeze(1);
     const int64_t num_fg = fg.numel();
     const double norm = loss_.per_image_normalization
-                            ? static_cast<double>(std::max<int64_t>(num_fg, 1) * num_images)
-                            : static_cast<double>(std::max<int64_t>(total_pos, 1));
+                            ? static_cast<double>(std::max<int64_t>(num_fg, 1)) * batch_norms[1]
+                            : std::max(batch_norms[0], 1.0);
     const at::Tensor labels = batch.labels[i].to(m.device(), at::kLong);
     const at::Tensor gt = batch.boxes[i].to(m.device(), at::kFloat);
     at::Tensor target = at::zeros({m.size(0), c}, cls.options());

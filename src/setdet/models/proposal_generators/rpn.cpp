@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "setdet/core/dedup/nms.h"
+#include "setdet/distributed/process_group.h"
 #include "setdet/models/post_processing.h"
 
 namespace setdet {
@@ -144,7 +145,8 @@ std::map<std::string, at::Tensor> RegionProposalNetworkImpl::losses(const at::Te
                                          gt.index_select(0, matched.index_select(0, s.positives))));
     }
   }
-  const double norm = static_cast<double>(std::max<int64_t>(num_sampled, 1));
+  // the batch's sampled anchors, over every data-parallel process
+  const double norm = std::max(dist::reduce_normaliser(static_cast<double>(num_sampled)), 1.0);
   std::map<std::string, at::Tensor> out;
   out["loss_rpn_cls"] = (*loss_cls_)(at::cat(cls_pred), at::cat(cls_target), {}, norm);
   out["loss_rpn_bbox"] = box_pred.empty()

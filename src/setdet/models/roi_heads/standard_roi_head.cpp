@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include "setdet/distributed/process_group.h"
+
 namespace setdet {
 namespace {
 
@@ -17,6 +19,11 @@ std::array<int64_t, 2> largest_input(const Batch& batch, const std::array<int64_
     hw[1] = std::max<int64_t>(hw[1], static_cast<int64_t>(s[1]));
   }
   return hw;
+}
+
+// The duplicate-removal loss's term count over the batch of every data-parallel process.
+double dedup_normaliser(int64_t terms) {
+  return std::max(dist::reduce_normaliser(static_cast<double>(terms)), 1.0);
 }
 
 }  // namespace
@@ -156,7 +163,8 @@ std::map<std::string, at::Tensor> StandardRoIHeadImpl::losses(
     }
     chosen = std::get<0>(at::cat(picked).sort());
   }
-  const double total = static_cast<double>(std::max<int64_t>(chosen.numel(), 1));
+  // the batch's chosen RoIs, over every data-parallel process
+  const double total = std::max(dist::reduce_normaliser(static_cast<double>(chosen.numel())), 1.0);
   std::map<std::string, at::Tensor> result;
   result["loss_cls"] = (*parts_.loss_cls)(out.class_logits.index_select(0, chosen),
                                           all_labels.index_select(0, chosen), {}, total);
@@ -174,8 +182,7 @@ std::map<std::string, at::Tensor> StandardRoIHeadImpl::losses(
   result["num_pos"] = at::scalar_tensor(static_cast<double>(pos_chosen.numel()));
   if (has_dedup() && !parts_.dedup->options().frozen_detector()) {
     const auto [sum, terms] = dedup_loss_sum(out, rois, keys, batch);
-    result["loss_dedup"] =
-        sum * (parts_.dedup_loss_weight / static_cast<double>(std::max<int64_t>(terms, 1)));
+    result["loss_dedup"] = sum * (parts_.dedup_loss_weight / dedup_normaliser(terms));
   }
   return result;
 }
@@ -197,8 +204,7 @@ std::map<std::string, at::Tensor> StandardRoIHeadImpl::dedup_losses(
   }
   const auto [sum, terms] = dedup_loss_sum(out, rois, keys, batch);
   std::map<std::string, at::Tensor> result;
-  result["loss_dedup"] =
-      sum * (parts_.dedup_loss_weight / static_cast<double>(std::max<int64_t>(terms, 1)));
+  result["loss_dedup"] = sum * (parts_.dedup_loss_weight / dedup_normaliser(terms));
   return result;
 }
 
