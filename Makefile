@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps configure build test demo demo-pss demo-relation bench format sanitize clean
+.PHONY: all deps configure build test demo demo-pss demo-relation demo-vrd bench format sanitize clean
 
 all: build
 
@@ -31,6 +31,9 @@ demo-pss: build
 
 demo-relation: build
 	bash scripts/demo_relation.sh $(BUILD_DIR)
+
+demo-vrd: build
+	bash scripts/demo_vrd.sh $(BUILD_DIR)
 
 bench: build
 	bash scripts/bench.sh $(BUILD_DIR)

@@ -6,6 +6,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config
   libtorch-dev libopencv-dev libsimdjson-dev nlohmann-json3-dev libyaml-cpp-dev
   libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libxgboost-dev  # XGBoost 1.7 C API: the VRD pipeline's gradient-boosted models
   python3-torch python3-torchvision python3-scipy python3-numpy python3-pil
   darknet  # real photos (/usr/share/darknet/data) for the torchvision parity test
 )

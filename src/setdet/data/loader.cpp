@@ -86,7 +86,7 @@ DataLoader::~DataLoader() { stop_workers(); }
 
 std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t default_seed) {
   cfg.check_keys({"batch_size", "num_workers", "prefetch", "shuffle", "drop_last", "seed",
-                  "size_divisor", "dataset"});
+                  "size_divisor", "sampler", "dataset"});
   LoaderOptions o;
   o.batch_size = cfg.get<int64_t>("batch_size", o.batch_size);
   o.num_workers = cfg.get<int64_t>("num_workers", o.num_workers);
@@ -95,6 +95,7 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
   o.drop_last = cfg.get<bool>("drop_last", o.drop_last);
   o.seed = cfg.get<uint64_t>("seed", default_seed);
   o.size_divisor = cfg.get<int64_t>("size_divisor", o.size_divisor);
+  if (cfg.has("sampler")) o.sampler = SamplerRegistry().build(cfg["sampler"]);
   auto positive = [&](const char* key, int64_t v, int64_t min) {
     SETDET_CHECK(v >= min, cfg[key].where(), ": expected an integer >= ", min, ", got ", v);
   };
@@ -114,6 +115,13 @@ int64_t DataLoader::batches_per_epoch() const {
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
+  if (options_.sampler) {
+    std::vector<int64_t> order = options_.sampler->epoch_order(*dataset_, options_.seed, epoch);
+    SETDET_CHECK(static_cast<int64_t>(order.size()) == dataset_->size(),
+                 "DataLoader: the sampler gave ", order.size(), " indices for a dataset of ",
+                 dataset_->size());
+    return order;
+  }
   std::vector<int64_t> order(static_cast<size_t>(dataset_->size()));
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   if (options_.shuffle) {

@@ -3,6 +3,8 @@
 // Config node (e.g. `data.train`):
 //   {batch_size: 16, num_workers: 2, prefetch: 2, shuffle: true, drop_last: false, seed: 0,
 //    size_divisor: 32, dataset: {type: CocoDataset, ...}}
+// and optionally `sampler: {type: ClassBalancedSampler, cap: 1000}` (data/sampler.h), whose order
+// for (seed, epoch) replaces the shuffle.
 //
 // Determinism: epoch e visits the dataset in the order shuffled by Rng(seed, e) (identity if
 // shuffle is off) and item i's augmentation draws from Rng(seed, e, i), so a batch depends only
@@ -25,6 +27,7 @@
 #include "setdet/structures/batch.h"
 #include "setdet/data/dataset.h"
 #include "setdet/data/image_io.h"
+#include "setdet/data/sampler.h"
 
 namespace setdet {
 
@@ -36,6 +39,7 @@ struct LoaderOptions {
   bool drop_last = false;
   uint64_t seed = 0;
   int64_t size_divisor = 32;  // the batch's H and W are rounded up to a multiple of this
+  std::shared_ptr<const Sampler> sampler;  // null: shuffle (or not) by `shuffle`
 };
 
 // Stacks samples into a Batch: images [B, 3, H, W] float32 with H, W the largest sample sizes

@@ -21,6 +21,7 @@ struct ResNetOptions {
   explicit ResNetOptions(int64_t depth = 50) : depth_(depth) {}
   TORCH_ARG(int64_t, depth);               // 18, 34, 50, 101 or 152
   TORCH_ARG(int64_t, base_channels) = 64;  // width of the stem and of layer1's 3x3 convs
+  TORCH_ARG(int64_t, in_channels) = 3;     // input planes (e.g. RGB + masks)
   TORCH_ARG(bool, frozen_bn) = false;      // FrozenBatchNorm2d instead of BatchNorm2d everywhere
   // -1: train everything; 0: freeze the stem; k >= 1: the stem and layer1..layerk (no gradient,
   // their BatchNorms stay in eval mode).
@@ -111,7 +112,7 @@ class ResNetImpl : public Backbone, public InferenceFusable {
 };
 TORCH_MODULE(ResNet);
 
-// Config keys: type, depth, base_channels, frozen_bn, frozen_stages, out_indices.
+// Config keys: type, depth, base_channels, in_channels, frozen_bn, frozen_stages, out_indices.
 ResNetOptions resnet_options_from_config(const Config& cfg);
 
 }  // namespace setdet
