@@ -275,6 +275,20 @@ std::vector<float> label_column(const PairTable& t, const std::vector<int64_t>& 
   return out;
 }
 
+// Average precision of scores for 0 / 1 labels (mean over the positives of the precision at their
+// rank; ties ranked by position): how well a model ranks the candidate pairs of a held-out set.
+double pair_average_precision(const std::vector<float>& scores, const std::vector<float>& labels) {
+  std::vector<size_t> order(scores.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return scores[a] > scores[b]; });
+  double hits = 0.0, sum = 0.0;
+  for (size_t k = 0; k < order.size(); ++k) {
+    if (labels[order[k]] > 0.5f) sum += ++hits / static_cast<double>(k + 1);
+  }
+  return hits > 0 ? sum / hits : 0.0;
+}
+
 std::string model_file(const VrdPipelineConfig& c, const std::string& stage,
                        const std::string& name) {
   return (fs::path(c.work_dir) / stage / name).string();
@@ -315,9 +329,12 @@ std::vector<XgbBooster> train_predicate_models(const VrdPipelineConfig& c, const
           g.num_rounds, options.eval_metric, g.val_metric, g.best_metric, g.best_round);
     });
     r.booster.save(path);
-    say("{} '{}': {} positives of {}; kept {} of {} rounds, best val {} {:.5f}; {:.1f} s -> {}",
+    const std::vector<float> labels = label_column(t, val_rows, static_cast<int64_t>(p));
+    say("{} '{}': {} positives of {}; kept {} of {} rounds, best val {} {:.5f}, val pair AP "
+        "{:.3f}; {:.1f} s -> {}",
         label, predicates[p], fit.positives(), fit.rows(), r.best_rounds, r.rounds_run,
-        options.eval_metric, r.best_metric, since(start), path);
+        options.eval_metric, r.best_metric, pair_average_precision(r.booster.predict(val), labels),
+        since(start), path);
     models.push_back(std::move(r.booster));
   }
   return models;
@@ -606,6 +623,20 @@ void train_vrd_pipeline(const VrdPipelineConfig& c, const VrdTrainOptions& optio
                                                    "spatial features (held-apart split)");
   const std::vector<float> vi =
       visual_probabilities(net, val, val_objects, t3, c, "the held-apart split");
+  for (int64_t p = 0; p < P; ++p) {
+    std::vector<float> labels(static_cast<size_t>(t3.rows())), a(labels.size()), b(labels.size()),
+        avg(labels.size());
+    for (int64_t r = 0; r < t3.rows(); ++r) {
+      labels[r] = t3.labels[r * P + p];
+      a[r] = sp[r * P + p];
+      b[r] = vi[r * P + p];
+      avg[r] = 0.5f * (a[r] + b[r]);
+    }
+    say("stage 3 inputs '{}' on the held-apart pairs: pair AP spatial {:.3f}, visual {:.3f}, "
+        "average {:.3f}",
+        train.predicates[p], pair_average_precision(a, labels), pair_average_precision(b, labels),
+        pair_average_precision(avg, labels));
+  }
   const std::vector<float> x3 = stage3_features(t3, val_objects, sp, vi);
   const std::vector<bool> held3 =
       held_out_images(val.images.size(), c.stage3_validation_fraction, c.stage3_seed);

@@ -275,6 +275,9 @@ GbmTrainResult train_binary_gbm(const GbmOptions& options, const XgbMatrix& trai
   booster.set_param("eval_metric", options.eval_metric);
   booster.set_param("nthread",
                     std::to_string(options.threads > 0 ? options.threads : num_threads()));
+  // start from the positive rate (XGBoost 2's default; 1.7 starts every model from 0.5)
+  booster.set_param("base_score", format_number(static_cast<double>(train.positives()) /
+                                                static_cast<double>(train.rows())));
   for (const auto& [k, v] : options.params) booster.set_param(k, v);
 
   const bool higher = higher_is_better(options.eval_metric);

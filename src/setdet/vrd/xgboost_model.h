@@ -87,7 +87,7 @@ class XgbBooster {
 
 // Parameters of a binary model: `params` are passed to XGBoost as they are (booster, max_depth,
 // eta, subsample, colsample_bytree, gamma, lambda, rate_drop, ...; objective binary:logistic and
-// eval_metric are set by train_binary_gbm).
+// eval_metric are set by train_binary_gbm, base_score defaults to the training positive rate).
 struct GbmOptions {
   std::map<std::string, std::string> params;
   int num_rounds = 5000;
