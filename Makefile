@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps configure build test demo demo-pss demo-relation bench format sanitize fuzz clean
+.PHONY: all deps configure build test demo demo-pss demo-relation demo-vrd bench format sanitize fuzz clean
 
 all: build
 
@@ -33,6 +33,9 @@ demo-pss: build
 
 demo-relation: build
 	bash scripts/demo_relation.sh $(BUILD_DIR)
+
+demo-vrd: build
+	bash scripts/demo_vrd.sh $(BUILD_DIR)
 
 bench: build
 	bash scripts/bench.sh $(BUILD_DIR)

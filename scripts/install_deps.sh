@@ -7,6 +7,7 @@ packages=(
   clang libclang-rt-14-dev  # libFuzzer, ASan and UBSan for `make fuzz`
   libtorch-dev libgloo-dev libopencv-dev libsimdjson-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev
   libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
+  libxgboost-dev  # XGBoost 1.7 C API: the VRD pipeline's gradient-boosted models
   python3-torch python3-torchvision python3-scipy python3-numpy python3-pil
   darknet  # real photos (/usr/share/darknet/data) for the torchvision parity test
 )

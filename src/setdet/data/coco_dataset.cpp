@@ -10,7 +10,8 @@ namespace setdet {
 
 CocoDetectionDataset::CocoDetectionDataset(CocoDetectionDatasetOptions options)
     : options_(std::move(options)) {
-  auto coco = std::make_shared<CocoDataset>(load_coco_instances(options_.ann_file));
+  auto coco = std::make_shared<CocoDataset>(
+      options_.instances ? *options_.instances : load_coco_instances(options_.ann_file));
   coco->index();
 
   std::vector<size_t> order(coco->categories.size());
@@ -49,6 +50,12 @@ int64_t CocoDetectionDataset::image_id(int64_t index) const {
   return coco_->images[items_[static_cast<size_t>(index)].image].id;
 }
 
+std::vector<int64_t> CocoDetectionDataset::target_labels(int64_t index) const {
+  SETDET_CHECK(index >= 0 && index < size(), options_.ann_file, ": index ", index,
+               " out of range (", size(), " images)");
+  return items_[static_cast<size_t>(index)].labels;
+}
+
 std::string CocoDetectionDataset::image_path(int64_t index) const {
   SETDET_CHECK(index >= 0 && index < size(), options_.ann_file, ": index ", index,
                " out of range (", size(), " images)");
@@ -81,19 +88,19 @@ Sample CocoDetectionDataset::get(int64_t index, Rng& rng) const {
   return s;
 }
 
-namespace {
-
-std::string under_root(const std::string& root, const std::string& path) {
+std::string path_under_root(const std::string& root, const std::string& path) {
   if (root.empty() || std::filesystem::path(path).is_absolute()) return path;
   return (std::filesystem::path(root) / path).string();
 }
+
+namespace {
 
 std::shared_ptr<Dataset> build_coco_dataset(const Config& cfg) {
   cfg.check_keys({"ann_file", "img_dir", "data_root", "pipeline", "filter_empty"});
   const auto root = cfg.get<std::string>("data_root", "");
   CocoDetectionDatasetOptions options;
-  options.ann_file = under_root(root, cfg.get<std::string>("ann_file"));
-  options.img_dir = under_root(root, cfg.get<std::string>("img_dir"));
+  options.ann_file = path_under_root(root, cfg.get<std::string>("ann_file"));
+  options.img_dir = path_under_root(root, cfg.get<std::string>("img_dir"));
   if (cfg.has("pipeline")) options.pipeline = build_pipeline(cfg["pipeline"]);
   options.filter_empty = cfg.get<bool>("filter_empty", true);
   return std::make_shared<CocoDetectionDataset>(std::move(options));

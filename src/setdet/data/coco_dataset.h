@@ -20,8 +20,9 @@
 namespace setdet {
 
 struct CocoDetectionDatasetOptions {
-  std::string ann_file;
-  std::string img_dir;  // file_name of each image is relative to this
+  std::string ann_file;  // names the annotations in messages even when `instances` is given
+  std::shared_ptr<const CocoDataset> instances;  // set: these annotations, ann_file is not read
+  std::string img_dir;                           // file_name of each image is relative to this
   std::vector<std::shared_ptr<Transform>> pipeline;
   bool filter_empty = true;
 };
@@ -35,6 +36,7 @@ class CocoDetectionDataset : public Dataset {
   const std::vector<std::string>& class_names() const override { return class_names_; }
   const std::vector<int64_t>& label_to_category() const override { return label_to_category_; }
   std::shared_ptr<const CocoDataset> ground_truth() const override { return coco_; }
+  std::vector<int64_t> target_labels(int64_t index) const override;
 
   // The decoded image with its targets, before the pipeline (xyxy boxes, original pixels).
   Sample load(int64_t index) const;
@@ -55,5 +57,9 @@ class CocoDetectionDataset : public Dataset {
   std::vector<int64_t> label_to_category_;
   std::vector<Item> items_;
 };
+
+// `path` under a config's `data_root` (a relative path is joined to it; an absolute one or an empty
+// root leaves it as it is).
+std::string path_under_root(const std::string& root, const std::string& path);
 
 }  // namespace setdet

@@ -26,6 +26,12 @@ class Dataset {
   virtual const std::vector<int64_t>& label_to_category() const = 0;
   // The ground truth in COCO form (for evaluation), covering at least the items of this dataset.
   virtual std::shared_ptr<const CocoDataset> ground_truth() const = 0;
+  // The labels of item `index`'s targets, without decoding the image (samplers read them).
+  virtual std::vector<int64_t> target_labels(int64_t index) const {
+    SETDET_CHECK(false, "this dataset does not list the labels of item ", index,
+                 " without loading it (a sampler needs them)");
+    return {};
+  }
   int64_t num_classes() const { return static_cast<int64_t>(class_names().size()); }
 };
 

@@ -96,7 +96,7 @@ DataLoader::~DataLoader() { stop_workers(); }
 std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t default_seed,
                                                     const DataShard& shard, bool pad_shards) {
   cfg.check_keys({"batch_size", "num_workers", "prefetch", "shuffle", "drop_last", "seed",
-                  "size_divisor", "dataset"});
+                  "size_divisor", "sampler", "dataset"});
   LoaderOptions o;
   o.batch_size = cfg.get<int64_t>("batch_size", o.batch_size);
   o.num_workers = cfg.get<int64_t>("num_workers", o.num_workers);
@@ -107,6 +107,7 @@ std::unique_ptr<DataLoader> DataLoader::from_config(const Config& cfg, uint64_t 
   o.size_divisor = cfg.get<int64_t>("size_divisor", o.size_divisor);
   o.shard = shard;
   o.pad_shards = pad_shards;
+  if (cfg.has("sampler")) o.sampler = DataSamplerRegistry().build(cfg["sampler"]);
   auto positive = [&](const char* key, int64_t v, int64_t min) {
     SETDET_CHECK(v >= min, cfg[key].where(), ": expected an integer >= ", min, ", got ", v);
   };
@@ -132,6 +133,13 @@ int64_t DataLoader::batches_per_epoch() const {
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
+  if (options_.sampler) {
+    std::vector<int64_t> order = options_.sampler->epoch_order(*dataset_, options_.seed, epoch);
+    SETDET_CHECK(static_cast<int64_t>(order.size()) == dataset_->size(),
+                 "DataLoader: the sampler gave ", order.size(), " indices for a dataset of ",
+                 dataset_->size());
+    return order;
+  }
   std::vector<int64_t> order(static_cast<size_t>(dataset_->size()));
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
   if (options_.shuffle) {

@@ -3,6 +3,8 @@
 // Config node (e.g. `data.train`):
 //   {batch_size: 16, num_workers: 2, prefetch: 2, shuffle: true, drop_last: false, seed: 0,
 //    size_divisor: 32, dataset: {type: CocoDataset, ...}}
+// and optionally `sampler: {type: ClassBalancedSampler, cap: 1000}` (data/sampler.h), whose order
+// for (seed, epoch) replaces the shuffle.
 //
 // Data-parallel processes (data/distributed_sampler.h): with options.shard, batch_size is per
 // process and batch b is this rank's part of the epoch's global batch b.
@@ -28,6 +30,7 @@
 #include "setdet/data/dataset.h"
 #include "setdet/data/distributed_sampler.h"
 #include "setdet/data/image_io.h"
+#include "setdet/data/sampler.h"
 #include "setdet/structures/batch.h"
 
 namespace setdet {
@@ -42,6 +45,7 @@ struct LoaderOptions {
   int64_t size_divisor = 32;  // the batch's H and W are rounded up to a multiple of this
   DataShard shard;            // this process's share of each global batch
   bool pad_shards = true;     // a short last global batch still gives every rank an image
+  std::shared_ptr<const DataSampler> sampler;  // null: shuffle (or not) by `shuffle`
 };
 
 // Stacks samples into a Batch: images [B, 3, H, W] float32 with H, W the largest sample sizes

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "setdet/config/registry.h"
-#include "setdet/structures/batch.h"
 #include "setdet/data/random.h"
+#include "setdet/structures/batch.h"
 
 namespace setdet {
 

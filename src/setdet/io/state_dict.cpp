@@ -51,6 +51,8 @@ std::string shape_string(at::IntArrayRef sizes) { return c10::str(sizes); }
 
 }  // namespace
 
+std::regex config_regex(const Config& node) { return compile(node); }
+
 CheckpointImportRules CheckpointImportRules::from_config(const Config& cfg) {
   CheckpointImportRules rules;
   const auto node = cfg.find("checkpoint_import");

@@ -23,6 +23,10 @@
 
 namespace setdet {
 
+// The regular expression (ECMAScript) a config node holds; an invalid one is an error naming the
+// node.
+std::regex config_regex(const Config& node);
+
 struct CheckpointImportRules {
   struct Rename {
     std::string from_text;

@@ -214,6 +214,8 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
   const DepthSpec spec = depth_spec(options_.depth());
   const int64_t base = options_.base_channels();
   TORCH_CHECK(base > 0, "ResNet: base_channels must be positive, got ", base);
+  TORCH_CHECK(options_.in_channels() > 0, "ResNet: in_channels must be positive, got ",
+              options_.in_channels());
   TORCH_CHECK(options_.frozen_stages() >= -1 && options_.frozen_stages() <= 4,
               "ResNet: frozen_stages must be in [-1, 4], got ", options_.frozen_stages());
   TORCH_CHECK(!options_.out_indices().empty(), "ResNet: out_indices must not be empty");
@@ -229,7 +231,7 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
                         : options_.sync_bn() ? NormKind::kSyncBatchNorm
                                              : NormKind::kBatchNorm;
 
-  conv1_ = register_module("conv1", conv(3, base, 7, 2));
+  conv1_ = register_module("conv1", conv(options_.in_channels(), base, 7, 2));
   bn1_ = Norm2d(*this, "bn1", base, norm);
   int64_t in_channels = base;
   for (int64_t stage = 0; stage < 4; ++stage) {
@@ -311,8 +313,9 @@ void ResNetImpl::unfuse() {
 }
 
 std::vector<at::Tensor> ResNetImpl::forward(const at::Tensor& images) {
-  TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
-              "ResNet: expected images [B, 3, H, W], got ", images.sizes());
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == options_.in_channels(),
+              "ResNet: expected images [B, ", options_.in_channels(), ", H, W], got ",
+              images.sizes());
   at::Tensor x;
   if (fused_ && !is_training()) {
     if (stem_.stale()) stem_ = bn1_.fuse_after(*conv1_);
@@ -337,10 +340,11 @@ std::vector<ShapeSpec> ResNetImpl::output_shape() const {
 }
 
 ResNetOptions resnet_options_from_config(const Config& cfg) {
-  cfg.check_keys(
-      {"type", "depth", "base_channels", "norm", "frozen_bn", "frozen_stages", "out_indices"});
+  cfg.check_keys({"type", "depth", "base_channels", "in_channels", "norm", "frozen_bn",
+                  "frozen_stages", "out_indices"});
   ResNetOptions opts(cfg.get<int64_t>("depth", 50));
   opts.base_channels(cfg.get<int64_t>("base_channels", 64))
+      .in_channels(cfg.get<int64_t>("in_channels", 3))
       .frozen_bn(cfg.get<bool>("frozen_bn", false))
       .frozen_stages(cfg.get<int64_t>("frozen_stages", -1));
   if (cfg.has("norm")) {
@@ -358,6 +362,8 @@ ResNetOptions resnet_options_from_config(const Config& cfg) {
                cfg["depth"].where(), ": expected one of 18, 34, 50, 101, 152, got ", depth);
   SETDET_CHECK(opts.base_channels() > 0, cfg.where(), ".base_channels: expected > 0, got ",
                opts.base_channels());
+  SETDET_CHECK(opts.in_channels() > 0, cfg.where(), ".in_channels: expected > 0, got ",
+               opts.in_channels());
   SETDET_CHECK(opts.frozen_stages() >= -1 && opts.frozen_stages() <= 4, cfg.where(),
                ".frozen_stages: expected an integer in [-1, 4], got ", opts.frozen_stages());
   for (int64_t i : opts.out_indices()) {

@@ -22,6 +22,7 @@ struct ResNetOptions {
   explicit ResNetOptions(int64_t depth = 50) : depth_(depth) {}
   TORCH_ARG(int64_t, depth);               // 18, 34, 50, 101 or 152
   TORCH_ARG(int64_t, base_channels) = 64;  // width of the stem and of layer1's 3x3 convs
+  TORCH_ARG(int64_t, in_channels) = 3;     // input planes (e.g. RGB + masks)
   TORCH_ARG(bool, frozen_bn) = false;      // FrozenBatchNorm2d instead of BatchNorm2d everywhere
   // SyncBatchNorm instead of BatchNorm2d: statistics over every data-parallel process's images.
   TORCH_ARG(bool, sync_bn) = false;
@@ -117,8 +118,8 @@ class ResNetImpl : public Backbone, public InferenceFusable {
 };
 TORCH_MODULE(ResNet);
 
-// Config keys: type, depth, base_channels, norm (BN | SyncBN | FrozenBN; frozen_bn: true is
-// FrozenBN), frozen_bn, frozen_stages, out_indices.
+// Config keys: type, depth, base_channels, in_channels, norm (BN | SyncBN | FrozenBN; frozen_bn:
+// true is FrozenBN), frozen_bn, frozen_stages, out_indices.
 ResNetOptions resnet_options_from_config(const Config& cfg);
 
 }  // namespace setdet
