@@ -18,6 +18,8 @@ import subprocess
 import sys
 import tempfile
 
+import process_timing
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 BIN = os.environ.get("SETDET_BIN", os.path.join(ROOT, "build", "bin", "setdet"))
 CONFIGS = [
@@ -35,18 +37,10 @@ def run(cmd):
 
 
 def train_images_per_second(config, args, work):
-    run([BIN, "--threads", str(args.threads), "train", config, "--work-dir", work,
+    return process_timing.train_images_per_second(
+        [BIN, "--threads", str(args.threads), "train", config, "--work-dir", work,
          "--set", f"runner.max_iters={args.iters}", "--set", "runner.log_interval=5",
-         "--set", "runner.max_seconds=100000", "--set", "data.val=_delete_"])
-    rates = []
-    with open(os.path.join(work, "log.jsonl")) as f:
-        for line in f:
-            entry = json.loads(line)
-            if "images_per_second" in entry:
-                rates.append(entry["images_per_second"])
-    if len(rates) < 2:
-        raise RuntimeError(f"{config}: too few log intervals ({len(rates)}) in {work}")
-    return statistics.median(rates[1:])
+         "--set", "runner.max_seconds=100000", "--set", "data.val=_delete_"], ROOT, work)
 
 
 def main():

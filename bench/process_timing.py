@@ -1,6 +1,8 @@
 """Timing whole child processes for the side-by-side benchmarks (bench_eval.py,
 bench_vrd_eval.py): wall time, peak resident memory (wait4's ru_maxrss) and the results file each
-run writes."""
+run writes; and training throughput from a `setdet train` work directory (bench_relation.py,
+bench_contention.py)."""
+import json
 import os
 import statistics
 import subprocess
@@ -34,3 +36,20 @@ def measure(name, cmd, out, repeats, env, work, parse):
         peaks.append(peak)
         print(f"  {name}: run {r + 1}/{repeats}: {seconds:.2f} s, {peak:.0f} MiB", flush=True)
     return statistics.median(times), max(peaks), result, None
+
+
+def train_images_per_second(cmd, cwd, work):
+    """Runs a `setdet train ... --work-dir work` command line; returns the median images/s over its
+    log intervals after the first (warm-up), read from work/log.jsonl."""
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, timeout=7200)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()[-800:]}")
+    rates = []
+    with open(os.path.join(work, "log.jsonl")) as f:
+        for line in f:
+            entry = json.loads(line)
+            if "images_per_second" in entry:
+                rates.append(entry["images_per_second"])
+    if len(rates) < 2:
+        raise RuntimeError(f"too few log intervals ({len(rates)}) in {work}/log.jsonl")
+    return statistics.median(rates[1:])

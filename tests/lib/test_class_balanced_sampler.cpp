@@ -154,7 +154,7 @@ TEST(ClassBalancedSampler, Errors) {
             std::string::npos);
   EXPECT_NE(error_of([] {
               DataSamplerRegistry().build(Config::parse("{type: Balanced}", "c.yaml"));
-            }).find("unknown sampler 'Balanced' (known: ClassBalancedSampler"),
+            }).find("unknown data sampler 'Balanced' (known: ClassBalancedSampler"),
             std::string::npos);
   const LabelledDataset empty({{}, {}}, 2);
   EXPECT_NE(error_of([&] {

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <thread>
 #include <torch/csrc/distributed/c10d/HashStore.hpp>
 
@@ -328,12 +329,17 @@ TEST(SyncBatchNorm, ResNetNormChoice) {
 }
 
 TEST(GradientReducer, AveragesGradientsOverRanks) {
+  // The ranks are threads of this process: seeding and drawing from the global generator are
+  // serialised so that each rank's model and inputs do not depend on timing.
+  static std::mutex rng_mutex;
   auto make = [] {
+    std::lock_guard<std::mutex> lock(rng_mutex);
     torch::manual_seed(7);
     return torch::nn::Sequential(torch::nn::Linear(5, 16), torch::nn::ReLU(),
                                  torch::nn::Linear(16, 3));
   };
   auto input = [](int r, int it) {
+    std::lock_guard<std::mutex> lock(rng_mutex);
     torch::manual_seed(100 + 10 * r + it);
     return at::randn({4, 5});
   };

@@ -2,6 +2,8 @@
 // BatchSource.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <torch/nn/functional.h>
 #include <torch/nn/modules/batchnorm.h>
 #include <torch/nn/modules/conv.h>
@@ -9,6 +11,7 @@
 #include <torch/optim/adamw.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -417,7 +420,7 @@ hooks:
   const auto unknown = error_of([&] { build_hooks(cfg, false); });
   EXPECT_NE(unknown.find("hooks.yaml: hooks[0].type: unknown hook 'EMAHook' (known: "
                          "CheckpointHook, EvalHook, IterTimerHook, LoggerHook, LrSchedulerHook, "
-                         "OptimizerHook)"),
+                         "OptimizerHook, ThreadGovernorHook)"),
             std::string::npos)
       << unknown;
   cfg.set_override("hooks=[{type: LoggerHook, every: 3}]");
@@ -643,8 +646,7 @@ TEST(Checkpoint, ArchitectureMismatchAndBadFilesAreNamed) {
   EXPECT_NE(absent.find("checkpoint not found: " + dir.file("none.pt")), std::string::npos);
   std::ofstream(dir.file("junk.pt")) << "not a zip";
   const auto junk = error_of([&] { load_checkpoint(dir.file("junk.pt"), a); });
-  EXPECT_NE(junk.find(dir.file("junk.pt") + ": not a zip archive"), std::string::npos)
-      << junk;
+  EXPECT_NE(junk.find(dir.file("junk.pt") + ": not a zip archive"), std::string::npos) << junk;
 }
 
 TEST(Checkpoint, AtomicWriteLeavesNoPartialFile) {
@@ -721,6 +723,58 @@ TEST(Evaluator, PerfectDetectorScoresApOne) {
   EXPECT_DOUBLE_EQ(stats.at("AP"), 1.0);
   EXPECT_DOUBLE_EQ(stats.at("AP50"), 1.0);
   EXPECT_TRUE(oracle.is_training());  // mode restored
+}
+
+}  // namespace
+}  // namespace setdet
+
+namespace setdet {
+namespace {
+
+// A process spinning on one core while training runs on two: the governor drops to one thread
+// (the free core), and training ends with the thread count it started with.
+TEST(Hooks, ThreadGovernorRunsOnTheFreeCores) {
+  const int threads = at::get_num_threads();
+  at::set_num_threads(2);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    volatile unsigned long spin = 0;
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < end) ++spin;
+    _exit(0);
+  }
+  auto cfg = Config::parse(R"(
+optimizer: {type: SGD, lr: 0.01}
+runner: {max_iters: 1000000, max_seconds: 15, seed: 3}
+hooks: [{type: ThreadGovernorHook, interval_seconds: 0.3}]
+)",
+                           "governor.yaml");
+  auto s = make_setup(cfg, "");
+  struct Threads : Hook {
+    Threads() : Hook(priority::kLowest) {}
+    std::string name() const override { return "Threads"; }
+    void after_train_iter(Runner& r) override {
+      seen.push_back(at::get_num_threads());
+      if (seen.back() == 1) r.request_stop();
+    }
+    std::vector<int> seen;
+  };
+  auto probe = std::make_shared<Threads>();
+  s.runner->register_hook(probe);
+  MemorySource data(10, 3, 3);
+  s.runner->train(data);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  const int after = at::get_num_threads();
+  at::set_num_threads(threads);
+  ASSERT_FALSE(probe->seen.empty());
+  EXPECT_EQ(probe->seen.front(), 2);
+  EXPECT_EQ(probe->seen.back(), 1) << "the governor kept " << probe->seen.back() << " threads";
+  EXPECT_EQ(after, 2);
+  EXPECT_THROW(HookRegistry().build(
+                   Config::parse("{type: ThreadGovernorHook, interval_seconds: 0}", "g.yaml")),
+               Error);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 
 #include <cmath>
 #include <fstream>
+#include <iomanip>
+#include <sstream>
 
 #include "setdet/data/random.h"
 #include "setdet/vrd/xgboost_model.h"
@@ -114,6 +116,10 @@ TEST(VrdXgboost, EarlyStoppingKeepsTheBestRounds) {
   XgbBooster full({&mtrain});
   full.set_param("objective", "binary:logistic");
   full.set_param("nthread", "1");
+  std::ostringstream base_score;  // train_binary_gbm starts from the training positive rate
+  base_score << std::setprecision(17)
+             << static_cast<double>(mtrain.positives()) / static_cast<double>(mtrain.rows());
+  full.set_param("base_score", base_score.str());
   for (const auto& [k, v] : o.params) full.set_param(k, v);
   for (int i = 0; i < r.rounds_run; ++i) full.update(i, mtrain);
   const XgbMatrix mtest(val.x, 3, "test");

@@ -180,7 +180,7 @@ def cases():
 
     # -- the command line --
     add("unknown_subcommand", ["frobnicate"], ["unknown subcommand 'frobnicate'",
-                                               "known: bench, convert, data, dedup"])
+                                               "known: bench, bench-allreduce, convert, data, dedup"])
     add("threads_negative", ["--threads", "-4", "data", "synth", "--out", out("t")],
         ["--threads", "-4"], [out("t")])
     add("threads_text", ["--threads", "many", "data", "synth", "--out", out("t2")],

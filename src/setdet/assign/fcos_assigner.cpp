@@ -1,5 +1,7 @@
 #include "setdet/assign/fcos_assigner.h"
 
+#include <limits>
+
 namespace setdet {
 
 FCOSAssigner::FCOSAssigner(FCOSAssignerOptions options) : options_(std::move(options)) {
@@ -117,6 +119,18 @@ PointTargets FCOSAssigner::assign(const PointSet& ps, const std::vector<at::Tens
 
 namespace {
 
+// A range's upper end may be YAML's +infinity (MMDetection's INF: the last level takes every
+// larger object); any other value must be finite.
+double range_end(const Config& c) {
+  static const char* const kInfinity[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF"};
+  if (c.node().IsScalar()) {
+    for (const char* text : kInfinity) {
+      if (c.node().Scalar() == text) return std::numeric_limits<double>::infinity();
+    }
+  }
+  return c.as<double>();
+}
+
 std::shared_ptr<PointAssigner> build_fcos_assigner(const Config& cfg) {
   cfg.check_keys({"type", "regress_ranges", "center_sampling", "center_sample_radius"});
   FCOSAssignerOptions opts;
@@ -133,7 +147,7 @@ std::shared_ptr<PointAssigner> build_fcos_assigner(const Config& cfg) {
       const Config pair = rr.at(i);
       SETDET_CHECK(pair.is_sequence() && pair.size() == 2, pair.where(),
                    ": expected [lo, hi], got '", pair.dump(), "'");
-      const auto lo = pair.at(0).as<double>(), hi = pair.at(1).as<double>();
+      const double lo = pair.at(0).as<double>(), hi = range_end(pair.at(1));
       SETDET_CHECK(lo < hi, pair.where(), ": expected lo < hi, got [", lo, ", ", hi, "]");
       ranges.emplace_back(lo, hi);
     }
