@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps configure build test demo demo-pss bench format sanitize clean
+.PHONY: all deps configure build test demo demo-pss demo-deta bench format sanitize clean
 
 all: build
 
@@ -28,6 +28,9 @@ demo: build
 
 demo-pss: build
 	bash scripts/demo_pss.sh $(BUILD_DIR)
+
+demo-deta: build
+	bash scripts/demo_deta.sh $(BUILD_DIR)
 
 bench: build
 	bash scripts/bench.sh $(BUILD_DIR)

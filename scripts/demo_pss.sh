@@ -12,31 +12,10 @@ work=${3:-work_dirs/demo_pss}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin="$build_dir/bin/setdet"
-data=work_dirs/demo/data  # the configs read the `make demo` dataset from here
 start=$(date +%s.%N)
 
 echo "== 1/3 synthetic dataset: 2000 train + 200 val images, 256 px, 8 shape classes"
-# `setdet data synth` is deterministic for given arguments: reuse $data when it holds exactly
-# what these arguments produce (image counts and sizes), else (re)generate it.
-if /usr/bin/python3 - "$data" <<'PY'
-import json, os, sys
-root = sys.argv[1]
-try:
-    for split, n in (("train", 2000), ("val", 200)):
-        with open(os.path.join(root, "annotations", f"instances_{split}.json")) as f:
-            images = json.load(f)["images"]
-        if len(images) != n or any(max(i["width"], i["height"]) != 256 for i in images):
-            sys.exit(1)
-        if any(not os.path.isfile(os.path.join(root, split, i["file_name"])) for i in images):
-            sys.exit(1)
-except (OSError, ValueError, KeyError):
-    sys.exit(1)
-PY
-then
-  echo "reusing $data"
-else
-  "$bin" data synth --out "$data" --num-train 2000 --num-val 200 --size 256 --seed 0
-fi
+bash scripts/demo_data.sh "$bin"
 
 echo "== 2/3 training $(basename "$config" .yaml) for the time budget in $config"
 mkdir -p "$work"
