@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?=
 PYTHON := /usr/bin/python3
 
-.PHONY: all deps configure build test demo demo-pss demo-relation demo-vrd bench format sanitize fuzz clean
+.PHONY: all deps configure build test demo demo-pss demo-relation demo-vrd demo-deta bench format sanitize fuzz clean
 
 all: build
 
@@ -36,6 +36,9 @@ demo-relation: build
 
 demo-vrd: build
 	bash scripts/demo_vrd.sh $(BUILD_DIR)
+
+demo-deta: build
+	bash scripts/demo_deta.sh $(BUILD_DIR)
 
 bench: build
 	bash scripts/bench.sh $(BUILD_DIR)

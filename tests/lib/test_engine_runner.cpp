@@ -301,6 +301,15 @@ runner: {max_seconds: 100, max_epochs: 50, seed: 1}
   EXPECT_DOUBLE_EQ(s.runner->state().elapsed_seconds, 100.0);
 }
 
+// 8 validation images of MemorySource, one category (id 5).
+void set_memory_val_data(Runner& runner) {
+  EvalData val;
+  val.source = std::make_shared<MemorySource>(8, 4, 3, false);
+  val.gt = static_cast<const MemorySource&>(*val.source).ground_truth();
+  val.label_to_category = {5};
+  runner.set_val_data(val);
+}
+
 TEST(Runner, StopsAtMaxEpochsAndWritesWorkDir) {
   auto cfg = Config::parse(R"(
 optimizer: {type: AdamW, lr: 0.001}
@@ -311,11 +320,7 @@ hooks: [{type: CheckpointHook, max_keep: 1}]
   TempDir dir("epochs");
   auto s = make_setup(cfg, dir.path.string(), /*with_eval=*/true);
   MemorySource data(8, 4, 3);
-  EvalData val;
-  val.source = std::make_shared<MemorySource>(8, 4, 3, false);
-  val.gt = static_cast<const MemorySource&>(*val.source).ground_truth();
-  val.label_to_category = {5};
-  s.runner->set_val_data(val);
+  set_memory_val_data(*s.runner);
   struct CountEval : Hook {
     int epochs = 0, iters = 0;
     CountEval() : Hook(priority::kNormal) {}
@@ -360,6 +365,37 @@ hooks: [{type: CheckpointHook, max_keep: 1}]
   for (const auto& entry : fs::directory_iterator(dir.path)) {
     EXPECT_EQ(entry.path().string().find(".tmp."), std::string::npos) << entry.path();
   }
+}
+
+TEST(Hooks, EvalHookIntervalItersEvaluatesMidEpochAndAtTheEnd) {
+  auto cfg = Config::parse(R"(
+optimizer: {type: AdamW, lr: 0.001}
+runner: {max_iters: 7, seed: 3, log_interval: 100, checkpoint_interval: 0, eval_interval: 0}
+hooks: [{type: EvalHook, interval_iters: 3}]
+)",
+                           "eval_iters.yaml");
+  TempDir dir("eval_iters");
+  auto s = make_setup(cfg, dir.path.string(), /*with_eval=*/true);
+  MemorySource data(8, 2, 3);  // 4 batches per epoch
+  set_memory_val_data(*s.runner);
+  struct EvalIters : Hook {
+    std::vector<int64_t> at;
+    bool training_after = true;
+    EvalIters() : Hook(priority::kNormal) {}
+    std::string name() const override { return "EvalIters"; }
+    void before_val_epoch(Runner& r) override { at.push_back(r.iter()); }
+    void before_train_iter(Runner& r) override { training_after &= r.model().is_training(); }
+  };
+  auto rec = std::make_shared<EvalIters>();
+  s.runner->register_hook(rec);
+  s.runner->train(data);
+  // iterations 3 and 6 (6 is mid-epoch 2), then the end (7); the epoch-4 boundary has
+  // eval_interval 0
+  EXPECT_EQ(rec->at, (std::vector<int64_t>{3, 6, 7}));
+  EXPECT_TRUE(rec->training_after);  // training resumes in train mode
+  EXPECT_THROW(
+      build_hooks(Config::parse("hooks: [{type: EvalHook, interval_iters: -1}]", "x.yaml"), true),
+      Error);
 }
 
 TEST(Hooks, CalledInPriorityOrderStableForTies) {

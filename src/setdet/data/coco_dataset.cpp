@@ -19,11 +19,25 @@ CocoDetectionDataset::CocoDetectionDataset(CocoDetectionDatasetOptions options)
   std::sort(order.begin(), order.end(),
             [&](size_t a, size_t b) { return coco->categories[a].id < coco->categories[b].id; });
   std::unordered_map<int64_t, int64_t> category_to_label;
-  for (size_t label = 0; label < order.size(); ++label) {
-    const auto& cat = coco->categories[order[label]];
-    category_to_label.emplace(cat.id, static_cast<int64_t>(label));
-    label_to_category_.push_back(cat.id);
-    class_names_.push_back(cat.name);
+  if (options_.label_is_category_id) {
+    for (const auto& cat : coco->categories) {
+      SETDET_CHECK(cat.id >= 0, options_.ann_file,
+                   ": label_map category_id needs category ids >= 0, got ", cat.id);
+      if (cat.id >= static_cast<int64_t>(label_to_category_.size())) {
+        label_to_category_.resize(static_cast<size_t>(cat.id + 1), -1);
+        class_names_.resize(static_cast<size_t>(cat.id + 1));
+      }
+      label_to_category_[static_cast<size_t>(cat.id)] = cat.id;
+      class_names_[static_cast<size_t>(cat.id)] = cat.name;
+      category_to_label.emplace(cat.id, cat.id);
+    }
+  } else {
+    for (size_t label = 0; label < order.size(); ++label) {
+      const auto& cat = coco->categories[order[label]];
+      category_to_label.emplace(cat.id, static_cast<int64_t>(label));
+      label_to_category_.push_back(cat.id);
+      class_names_.push_back(cat.name);
+    }
   }
 
   std::vector<Item> per_image(coco->images.size());
@@ -96,13 +110,17 @@ std::string path_under_root(const std::string& root, const std::string& path) {
 namespace {
 
 std::shared_ptr<Dataset> build_coco_dataset(const Config& cfg) {
-  cfg.check_keys({"ann_file", "img_dir", "data_root", "pipeline", "filter_empty"});
+  cfg.check_keys({"ann_file", "img_dir", "data_root", "pipeline", "filter_empty", "label_map"});
   const auto root = cfg.get<std::string>("data_root", "");
   CocoDetectionDatasetOptions options;
   options.ann_file = path_under_root(root, cfg.get<std::string>("ann_file"));
   options.img_dir = path_under_root(root, cfg.get<std::string>("img_dir"));
   if (cfg.has("pipeline")) options.pipeline = build_pipeline(cfg["pipeline"]);
   options.filter_empty = cfg.get<bool>("filter_empty", true);
+  const auto label_map = cfg.get<std::string>("label_map", "contiguous");
+  SETDET_CHECK(label_map == "contiguous" || label_map == "category_id", cfg["label_map"].where(),
+               ": expected 'contiguous' or 'category_id', got '", label_map, "'");
+  options.label_is_category_id = label_map == "category_id";
   return std::make_shared<CocoDetectionDataset>(std::move(options));
 }
 

@@ -2,9 +2,12 @@
 //
 //   {type: CocoDataset, ann_file: annotations/instances_train.json, img_dir: train/,
 //    data_root: data/shapes/ (optional prefix of relative ann_file / img_dir),
-//    pipeline: [ {type: Resize, ...}, ... ], filter_empty: true}
+//    pipeline: [ {type: Resize, ...}, ... ], filter_empty: true, label_map: contiguous}
 //
-// Categories are mapped to contiguous labels 0..C-1 in increasing category_id order. As in
+// label_map contiguous (default): categories are mapped to contiguous labels 0..C-1 in increasing
+// category_id order. label_map category_id: the label is the category_id itself (0 .. max id;
+// DETR-family models trained on COCO's ids 1..90 as 91 classes); labels without a category
+// have the name "" and no category (their detections are not evaluated). As in
 // MMDetection 2.x, crowd annotations and boxes with w < 1 or h < 1 are not training targets, and
 // filter_empty drops images left without any box.
 #pragma once
@@ -25,6 +28,7 @@ struct CocoDetectionDatasetOptions {
   std::string img_dir;                           // file_name of each image is relative to this
   std::vector<std::shared_ptr<Transform>> pipeline;
   bool filter_empty = true;
+  bool label_is_category_id = false;  // label_map: category_id
 };
 
 class CocoDetectionDataset : public Dataset {

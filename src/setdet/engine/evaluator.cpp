@@ -56,6 +56,7 @@ std::vector<CocoDetection> to_coco_detections(const Detections& dets, int64_t im
   for (int64_t i = 0; i < k; ++i) {
     TORCH_CHECK(l[i] >= 0 && l[i] < num_labels, "detections of image ", image_id, ": label ", l[i],
                 " outside the dataset's ", num_labels, " classes");
+    if (label_to_category[l[i]] < 0) continue;  // a label without a category (label_map)
     CocoDetection d;
     d.image_id = image_id;
     d.category_id = label_to_category[l[i]];

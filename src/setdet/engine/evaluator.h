@@ -37,7 +37,7 @@ struct DetectorEvalResult {
 
 // One image's detections as COCO results: label -> category_id through `label_to_category`,
 // xyxy -> [x, y, w, h] (w = x2 - x1, pixels of the original image). A label outside the map is
-// an error naming the image.
+// an error naming the image; a label mapped to a negative category (none) is dropped.
 std::vector<CocoDetection> to_coco_detections(const Detections& dets, int64_t image_id,
                                               const std::vector<int64_t>& label_to_category);
 

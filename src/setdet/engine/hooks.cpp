@@ -117,8 +117,10 @@ SETDET_REGISTER(HookRegistry, "IterTimerHook", [](const Config& cfg) {
 });
 
 SETDET_REGISTER(HookRegistry, "EvalHook", [](const Config& cfg) {
-  cfg.check_keys({"priority", "interval"});
-  return with_priority(std::make_shared<EvalHook>(non_negative(cfg, "interval", 1)), cfg);
+  cfg.check_keys({"priority", "interval", "interval_iters"});
+  return with_priority(std::make_shared<EvalHook>(non_negative(cfg, "interval", 1),
+                                                  non_negative(cfg, "interval_iters", 0)),
+                       cfg);
 });
 
 SETDET_REGISTER(HookRegistry, "LoggerHook", [](const Config& cfg) {
@@ -323,7 +325,13 @@ void EvalHook::before_run(Runner& runner) {
   SETDET_CHECK(runner.has_val_data(), "EvalHook: no validation data (data.val) configured");
 }
 
+void EvalHook::after_train_iter(Runner& runner) {
+  if (interval_iters_ == 0 || runner.iter() % interval_iters_ != 0) return;
+  runner.validate();
+  evaluated_at_iter_ = runner.iter();
+}
 void EvalHook::after_train_epoch(Runner& runner) {
+  if (evaluated_at_iter_ == runner.iter()) return;
   const bool periodic =
       runner.epoch_complete() && interval_ > 0 && (runner.epoch() + 1) % interval_ == 0;
   if (!periodic && !runner.finished()) return;

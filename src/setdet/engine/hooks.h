@@ -130,18 +130,22 @@ class IterTimerHook : public Hook {
   double last_ = 0.0;
 };
 
-// Evaluates on the validation data every `interval` epochs (0: only at the end) and once more
-// when training stops, unless the final weights were just evaluated.
+// Evaluates on the validation data every `interval` epochs (0: only at the end), every
+// `interval_iters` iterations (0: never; for curves over short iteration-keyed schedules) and once
+// more when training stops, unless the final weights were just evaluated.
 class EvalHook : public Hook {
  public:
-  explicit EvalHook(int64_t interval) : Hook(priority::kLow), interval_(interval) {}
+  explicit EvalHook(int64_t interval, int64_t interval_iters = 0)
+      : Hook(priority::kLow), interval_(interval), interval_iters_(interval_iters) {}
   std::string name() const override { return "EvalHook"; }
   void before_run(Runner& runner) override;
+  void after_train_iter(Runner& runner) override;
   void after_train_epoch(Runner& runner) override;
   void after_run(Runner& runner) override;
 
  private:
   int64_t interval_;
+  int64_t interval_iters_;
   int64_t evaluated_at_iter_ = -1;
 };
 

@@ -6,6 +6,7 @@
 #include <torch/optim/adamw.h>
 #include <torch/optim/sgd.h>
 
+#include <algorithm>
 #include <map>
 #include <set>
 
@@ -26,13 +27,14 @@ bool is_norm_layer(const torch::nn::Module& m) {
          dynamic_cast<const torch::nn::InstanceNorm3dImpl*>(&m);
 }
 
-const std::vector<std::string> kParamwiseKeys{"norm_decay_mult", "bias_decay_mult"};
+const std::vector<std::string> kParamwiseKeys{"norm_decay_mult", "bias_decay_mult", "custom_keys"};
 
+// options(lr_mult, weight_decay) -> the group's optimiser options
 std::vector<torch::optim::OptimizerParamGroup> to_torch_groups(
     const std::vector<ParamGroup>& groups,
-    const std::function<std::unique_ptr<torch::optim::OptimizerOptions>(double)>& options) {
+    const std::function<std::unique_ptr<torch::optim::OptimizerOptions>(double, double)>& options) {
   std::vector<torch::optim::OptimizerParamGroup> out;
-  for (const auto& g : groups) out.emplace_back(g.params, options(g.weight_decay));
+  for (const auto& g : groups) out.emplace_back(g.params, options(g.lr_mult, g.weight_decay));
   return out;
 }
 
@@ -57,15 +59,15 @@ SETDET_REGISTER(OptimizerRegistry, "SGD", [](const Config& cfg) {
   SETDET_CHECK(!nesterov || (momentum > 0 && dampening == 0), cfg.where(),
                ".nesterov: needs momentum > 0 and dampening 0");
   return OptimizerFactory([=](const std::vector<ParamGroup>& groups) {
-    auto make = [&](double wd) {
-      return std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(lr)
+    auto make = [&](double lr_mult, double wd) {
+      return std::make_unique<torch::optim::SGDOptions>(torch::optim::SGDOptions(lr * lr_mult)
                                                             .momentum(momentum)
                                                             .dampening(dampening)
                                                             .weight_decay(wd)
                                                             .nesterov(nesterov));
     };
     return std::shared_ptr<torch::optim::Optimizer>(
-        std::make_shared<torch::optim::SGD>(to_torch_groups(groups, make), *make(0.0)));
+        std::make_shared<torch::optim::SGD>(to_torch_groups(groups, make), *make(1.0, 0.0)));
   });
 });
 
@@ -79,23 +81,31 @@ SETDET_REGISTER(OptimizerRegistry, "AdamW", [](const Config& cfg) {
   const double eps = positive(cfg, "eps", 1e-8);
   const bool amsgrad = cfg.get<bool>("amsgrad", false);
   return OptimizerFactory([=](const std::vector<ParamGroup>& groups) {
-    auto make = [&](double wd) {
+    auto make = [&](double lr_mult, double wd) {
       return std::make_unique<torch::optim::AdamWOptions>(
-          torch::optim::AdamWOptions(lr)
+          torch::optim::AdamWOptions(lr * lr_mult)
               .betas(std::make_tuple(betas[0], betas[1]))
               .eps(eps)
               .weight_decay(wd)
               .amsgrad(amsgrad));
     };
     return std::shared_ptr<torch::optim::Optimizer>(
-        std::make_shared<torch::optim::AdamW>(to_torch_groups(groups, make), *make(0.0)));
+        std::make_shared<torch::optim::AdamW>(to_torch_groups(groups, make), *make(1.0, 0.0)));
   });
 });
 
 }  // namespace
 
 std::vector<ParamGroup> make_param_groups(torch::nn::Module& model, double weight_decay,
-                                          double norm_decay_mult, double bias_decay_mult) {
+                                          double norm_decay_mult, double bias_decay_mult,
+                                          const std::vector<CustomKeyMult>& custom_keys) {
+  // MMCV: sorted(sorted(keys), key=len, reverse=True)
+  std::vector<CustomKeyMult> keys = custom_keys;
+  std::stable_sort(keys.begin(), keys.end(),
+                   [](const CustomKeyMult& a, const CustomKeyMult& b) { return a.key < b.key; });
+  std::stable_sort(keys.begin(), keys.end(), [](const CustomKeyMult& a, const CustomKeyMult& b) {
+    return a.key.size() > b.key.size();
+  });
   std::set<std::string> norm_params;
   if (is_norm_layer(model)) {
     for (const auto& p : model.named_parameters(/*recurse=*/false)) norm_params.insert(p.key());
@@ -108,22 +118,29 @@ std::vector<ParamGroup> make_param_groups(torch::nn::Module& model, double weigh
     }
   }
   std::vector<ParamGroup> groups;
-  std::map<double, size_t> by_decay;
+  std::map<std::pair<double, double>, size_t> by_mults;  // (lr_mult, decay) -> group
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     if (!item.value().requires_grad()) continue;
     const std::string& name = item.key();
     const bool is_bias =
         name == "bias" || (name.size() > 5 && name.substr(name.size() - 5) == ".bias");
     double decay = weight_decay;
-    if (norm_params.count(name)) {
+    double lr_mult = 1.0;
+    const auto custom = std::find_if(keys.begin(), keys.end(), [&](const CustomKeyMult& k) {
+      return name.find(k.key) != std::string::npos;
+    });
+    if (custom != keys.end()) {
+      lr_mult = custom->lr_mult;
+      decay *= custom->decay_mult;
+    } else if (norm_params.count(name)) {
       decay *= norm_decay_mult;
     } else if (is_bias) {
       decay *= bias_decay_mult;
     }
-    auto it = by_decay.find(decay);
-    if (it == by_decay.end()) {
-      it = by_decay.emplace(decay, groups.size()).first;
-      groups.push_back({{}, {}, decay});
+    auto it = by_mults.find({lr_mult, decay});
+    if (it == by_mults.end()) {
+      it = by_mults.emplace(std::make_pair(lr_mult, decay), groups.size()).first;
+      groups.push_back({{}, {}, decay, lr_mult});
     }
     groups[it->second].names.push_back(name);
     groups[it->second].params.push_back(item.value());
@@ -135,13 +152,27 @@ std::shared_ptr<torch::optim::Optimizer> build_optimizer(const Config& cfg,
                                                          torch::nn::Module& model) {
   const OptimizerFactory factory = OptimizerRegistry().build(cfg);
   double norm_mult = 1.0, bias_mult = 1.0;
+  std::vector<CustomKeyMult> custom_keys;
   if (auto paramwise = cfg.find("paramwise")) {
     paramwise->check_keys(kParamwiseKeys);
     norm_mult = non_negative(*paramwise, "norm_decay_mult", 1.0);
     bias_mult = non_negative(*paramwise, "bias_decay_mult", 1.0);
+    if (auto keys = paramwise->find("custom_keys")) {
+      SETDET_CHECK(keys->is_map(), keys->where(),
+                   ": expected a map {name substring: {lr_mult, decay_mult}}, got '", keys->dump(),
+                   "'");
+      for (const auto& key : keys->keys()) {
+        const Config k = (*keys)[key];
+        SETDET_CHECK(k.is_map(), k.where(), ": expected {lr_mult: X, decay_mult: Y}, got '",
+                     k.dump(), "'");
+        k.check_keys({"lr_mult", "decay_mult"});
+        custom_keys.push_back(
+            {key, non_negative(k, "lr_mult", 1.0), non_negative(k, "decay_mult", 1.0)});
+      }
+    }
   }
   const double weight_decay = non_negative(cfg, "weight_decay", 0.0);
-  auto groups = make_param_groups(model, weight_decay, norm_mult, bias_mult);
+  auto groups = make_param_groups(model, weight_decay, norm_mult, bias_mult, custom_keys);
   SETDET_CHECK(!groups.empty(), cfg.where(), ": the model has no trainable parameters");
   return factory(groups);
 }

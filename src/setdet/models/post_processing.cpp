@@ -11,7 +11,7 @@ PostProcessConfig PostProcessConfig::from_config(const Config& cfg,
                                                  const PostProcessConfig& defaults,
                                                  const std::vector<std::string>& extra_keys) {
   std::vector<std::string> keys = extra_keys;
-  keys.insert(keys.end(), {"score_thr", "pre_nms_top_k", "nms", "nms_thr", "max_per_img"});
+  keys.insert(keys.end(), {"score_thr", "pre_nms_top_k", "nms", "nms_thr", "max_per_img", "clip"});
   cfg.check_keys(keys);
   PostProcessConfig p = defaults;
   p.score_thr = cfg.get<double>("score_thr", p.score_thr);
@@ -19,6 +19,7 @@ PostProcessConfig PostProcessConfig::from_config(const Config& cfg,
                ".score_thr: expected a finite number, got ", p.score_thr);
   p.pre_nms_top_k = cfg.get<int64_t>("pre_nms_top_k", p.pre_nms_top_k);
   p.max_per_img = cfg.get<int64_t>("max_per_img", p.max_per_img);
+  p.clip = cfg.get<bool>("clip", p.clip);
   SETDET_CHECK(!(cfg.has("nms") && cfg.has("nms_thr")), cfg.where(),
                ": give either nms or nms_thr (short for nms: {type: nms, iou_threshold: X})");
   if (cfg.has("nms_thr")) {
@@ -54,7 +55,7 @@ at::Tensor clip_boxes(const at::Tensor& boxes, double height, double width) {
                    1);
 }
 
-at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta) {
+at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta, bool clip) {
   TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4,
               "boxes_to_original: boxes must be [K, 4], got ", boxes.sizes());
   TORCH_CHECK(meta.scale_x > 0 && meta.scale_y > 0, "boxes_to_original: image ", meta.image_id,
@@ -65,6 +66,10 @@ at::Tensor boxes_to_original(const at::Tensor& boxes, const ImageMeta& meta) {
     const at::Tensor x1 = w - c[2];
     c[2] = w - c[0];
     c[0] = x1;
+  }
+  if (!clip) {
+    return at::stack(
+        {c[0] / meta.scale_x, c[1] / meta.scale_y, c[2] / meta.scale_x, c[3] / meta.scale_y}, 1);
   }
   const double ow = static_cast<double>(meta.original_hw[1]);
   const double oh = static_cast<double>(meta.original_hw[0]);
@@ -91,10 +96,11 @@ Detections finalize_detections(const at::Tensor& boxes, const at::Tensor& scores
                                const std::array<int64_t, 2>& padded_hw,
                                const PostProcessConfig& cfg) {
   const auto hw = input_size(meta, padded_hw);
-  const at::Tensor clipped = clip_boxes(boxes.to(at::kCPU, at::kFloat), hw[0], hw[1]).contiguous();
+  const at::Tensor cpu = boxes.to(at::kCPU, at::kFloat);
+  const at::Tensor clipped = (cfg.clip ? clip_boxes(cpu, hw[0], hw[1]) : cpu).contiguous();
   const KeptDetections kept = remove_duplicates(clipped, scores, labels, cfg.nms, cfg.max_per_img);
   Detections det;
-  det.boxes = boxes_to_original(clipped.index_select(0, kept.indices), meta);
+  det.boxes = boxes_to_original(clipped.index_select(0, kept.indices), meta, cfg.clip);
   det.scores = kept.scores;
   det.labels = labels.to(at::kCPU, at::kLong).index_select(0, kept.indices);
   return det;
