@@ -5,6 +5,7 @@
 
 #include <cmath>
 
+#include "setdet/engine/autocast.h"
 #include "setdet/layers/relation_module.h"
 #include "setdet/models/dedup/learned_nms.h"
 
@@ -30,6 +31,27 @@ TEST(RelationModule, PermutationEquivariant) {
   const auto out_perm = rm->forward(f.index_select(0, perm), b.index_select(0, perm));
   EXPECT_TRUE(torch::allclose(out.index_select(0, perm), out_perm, 1e-10, 1e-12));
   EXPECT_GT((out - f).abs().max().item<double>(), 1e-3);  // the relation feature is not zero
+}
+
+// Under bfloat16 autocast the geometric term and the logits stay float32: the attention of small
+// boxes on a 256 px image matches the float32 module (bfloat16 boxes would have a 2 px step).
+TEST(RelationModule, AutocastKeepsGeometryAndLogitsInFloat32) {
+  torch::manual_seed(3);
+  RelationModule rm(RelationModuleOptions(32).num_heads(4).key_dim(8).geometry_dim(16));
+  for (auto& p : rm->parameters()) p.data().normal_(0.0, 0.3);
+  const auto f = torch::randn({12, 32});
+  const auto b = (random_boxes(12, 8.0) + 240.0).to(torch::kFloat);  // 1-5 px boxes near x = 250
+  const auto reference = rm->attention(f, b);
+  at::Tensor mixed, out;
+  {
+    const AutocastGuard autocast(at::kBFloat16, c10::DeviceType::CPU);
+    mixed = rm->attention(f, b);
+    out = rm->forward(f, b);
+  }
+  EXPECT_EQ(mixed.scalar_type(), at::kFloat);
+  EXPECT_TRUE(torch::isfinite(out).all().item<bool>());
+  // only q and k pass through bfloat16 matrix products
+  EXPECT_LT((mixed - reference).abs().max().item<double>(), 0.05);
 }
 
 TEST(RelationModule, GeometricWeightMatchesHandComputedValues) {

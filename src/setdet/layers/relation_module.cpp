@@ -1,5 +1,6 @@
 #include "setdet/layers/relation_module.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/nn/init.h>
 
 #include <cmath>
@@ -103,9 +104,18 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
   const at::Tensor q = query_(f).reshape({n, o.num_heads(), o.key_dim()}).permute({1, 0, 2});
   const at::Tensor k =
       key_(f.narrow(0, 0, m)).reshape({m, o.num_heads(), o.key_dim()}).permute({1, 2, 0});
-  at::Tensor logits = at::bmm(q, k) / std::sqrt(static_cast<double>(o.key_dim()));  // [N_r, N, M]
+  // The logits and the geometric term in float32 even under autocast: bfloat16 boxes have a 2 px
+  // step at 256 px (the log-ratio features of small boxes collapse), and log(max(w_G, 1e-6)) plus
+  // the appearance term need more than bfloat16's 8 bits.
+  const at::ScalarType dtype =
+      features.scalar_type() == at::kBFloat16 || features.scalar_type() == at::kHalf
+          ? at::kFloat
+          : features.scalar_type();
+  at::Tensor logits =
+      at::bmm(q, k).to(dtype) / std::sqrt(static_cast<double>(o.key_dim()));  // [N_r, N, M]
   if (o.geometry() == "ours") {
-    logits = logits + geometric_weight(boxes.to(features.scalar_type()), m).clamp_min(1e-6).log();
+    const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
+    logits = logits + geometric_weight(boxes.to(dtype), m).clamp_min(1e-6).log();
   }
   return logits;
 }
@@ -129,7 +139,9 @@ at::Tensor RelationModuleImpl::forward(const at::Tensor& features, const at::Ten
   const at::Tensor w = at::softmax(logits(features, boxes, m), -1);  // [N_r, N, M]
   // W_V^r applied to the keys first: the same linear map as after the aggregation, fewer FLOPs.
   const at::Tensor v = at::matmul(features.narrow(0, 0, m), value_weight_.transpose(1, 2));
-  return features + at::bmm(w, v).permute({1, 0, 2}).reshape({n, o.feature_dim()}) + value_bias_;
+  return features +
+         at::bmm(w.to(v.scalar_type()), v).permute({1, 0, 2}).reshape({n, o.feature_dim()}) +
+         value_bias_;
 }
 
 RelationModuleOptions relation_module_options(const Config& cfg, int64_t feature_dim) {
