@@ -12,7 +12,7 @@
 # COCO AP 0..1, their AP50 / AP75, the curves, "total_seconds") and $work/ap_curves.png (AP
 # against images seen).
 #   usage: scripts/demo_deta.sh [BUILD_DIR] [WORK_DIR] [SEED]
-#   environment: MAX_ITERS (330), EVAL_ITERS (110), MAX_SECONDS (780), THREADS (1: on a shared
+#   environment: MAX_ITERS (330), EVAL_ITERS (110), MAX_SECONDS (1200), THREADS (1: on a shared
 #   2-core machine two threads spin in OpenMP barriers whenever another process holds a core),
 #   REUSE (run names, e.g. "hungarian": keep that finished run of $work instead of retraining;
 #   total_seconds then counts its training + evaluation seconds from its metrics.json)
@@ -22,7 +22,7 @@ work=${2:-work_dirs/demo_deta}
 seed=${3:-0}
 max_iters=${MAX_ITERS:-330}
 eval_iters=${EVAL_ITERS:-110}
-max_seconds=${MAX_SECONDS:-780}
+max_seconds=${MAX_SECONDS:-1200}
 threads=${THREADS:-1}
 reuse=" ${REUSE:-} "
 root=$(cd "$(dirname "$0")/.." && pwd)
