@@ -12,16 +12,19 @@
 # COCO AP 0..1, their AP50 / AP75, the curves, "total_seconds") and $work/ap_curves.png (AP
 # against images seen).
 #   usage: scripts/demo_deta.sh [BUILD_DIR] [WORK_DIR] [SEED]
-#   environment: MAX_ITERS (330), EVAL_ITERS (110), MAX_SECONDS (780), THREADS (1: on a shared
-#   2-core machine two threads spin in OpenMP barriers whenever another process holds a core)
+#   environment: MAX_ITERS (330), EVAL_ITERS (110), MAX_SECONDS (1200), THREADS (1: on a shared
+#   2-core machine two threads spin in OpenMP barriers whenever another process holds a core),
+#   REUSE (run names, e.g. "hungarian": keep that finished run of $work instead of retraining;
+#   total_seconds then counts its training + evaluation seconds from its metrics.json)
 set -euo pipefail
 build_dir=${1:-build}
 work=${2:-work_dirs/demo_deta}
 seed=${3:-0}
 max_iters=${MAX_ITERS:-330}
 eval_iters=${EVAL_ITERS:-110}
-max_seconds=${MAX_SECONDS:-780}
+max_seconds=${MAX_SECONDS:-1200}
 threads=${THREADS:-1}
+reuse=" ${REUSE:-} "
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bin="$build_dir/bin/setdet"
@@ -35,6 +38,11 @@ rm -f "$work"/metrics.json "$work"/ap_curves.png
 
 train() {  # name assigner
   local name=$1 assigner=$2
+  if [[ $reuse == *" $name "* ]]; then
+    [[ -f $work/$name/metrics.json ]] || { echo "REUSE: $work/$name/metrics.json missing" >&2; exit 1; }
+    echo "reusing $work/$name"
+    return
+  fi
   rm -rf "${work:?}/$name"
   "$bin" --threads "$threads" train "$config" --work-dir "$work/$name" \
     --set "model.assigner=$assigner" --set runner.seed="$seed" \
@@ -51,13 +59,15 @@ echo "== 4/4 DETA without object balancing"
 train deta_no_balance "{type: deta, max_k: null}"
 
 end=$(date +%s.%N)
-/usr/bin/python3 - "$work" "$start" "$end" "$seed" <<'PY'
+/usr/bin/python3 - "$work" "$start" "$end" "$seed" "$reuse" <<'PY'
 import json, os, sys
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 work, start, end, seed = sys.argv[1], float(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
+reused = sys.argv[5].split()
+total = end - start
 runs = {"hungarian": "Hungarian", "deta": "DETA (K = 4)", "deta_no_balance": "DETA, no balancing"}
 metrics, curves = {}, {}
 for name in runs:
@@ -75,9 +85,12 @@ for name in runs:
         metrics[f"{stat}_{name}"] = train[stat]
     metrics[f"training_{name}"] = {k: train[k] for k in ("iters", "images", "train_seconds",
                                                           "images_per_second") if k in train}
+    if name in reused:
+        total += train["train_seconds"] + train.get("eval_seconds", 0.0)
 metrics["curves"] = curves
 metrics["seed"] = seed
-metrics["total_seconds"] = end - start
+metrics["reused"] = reused
+metrics["total_seconds"] = total
 
 plt.figure(figsize=(5.5, 3.6))
 for name, label in runs.items():
