@@ -1,4 +1,4 @@
-// Runs a Detector over validation batches and scores its detections with the COCO evaluator
+// Runs a DetectorModel over validation batches and scores its detections with the COCO evaluator
 // (pycocotools semantics, setdet/core/eval/coco_eval.h).
 #pragma once
 
@@ -43,7 +43,7 @@ std::vector<CocoDetection> to_coco_detections(const Detections& dets, int64_t im
 
 // Puts the model in eval mode under NoGradGuard, predicts every batch of one epoch of
 // data.source, restores the previous train/eval mode and evaluates against data.gt.
-DetectorEvalResult evaluate_detector(Detector& model, const EvalData& data,
+DetectorEvalResult evaluate_detector(DetectorModel& model, const EvalData& data,
                                      const EvalCallbacks& callbacks = {});
 
 // The 12 summary stats by name ("AP", "AP50", ... as coco_stat_names()).
