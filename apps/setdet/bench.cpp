@@ -2,7 +2,7 @@
 // [--height H --width W] [--image FILE] [--repeats N] [--warmup K] [--no-fuse] [--breakdown]`:
 // times a detector built from CONFIG (random weights unless --checkpoint) and prints one JSON
 // object on stdout. Thread count: the global --threads option.
-//   network:    Detector::forward_network() on a fixed [1, 3, H, W] tensor (no pre- or
+//   network:    DetectorModel::forward_network() on a fixed [1, 3, H, W] tensor (no pre- or
 //               post-processing; FCOS, FCOS_PSS, RetinaNet). --breakdown (FCOS) adds backbone /
 //               neck / head medians and the head's median with setdet::group_norm_inference in
 //               its towers.
@@ -102,7 +102,7 @@ std::string common_json(const BenchOptions& o, bool fused) {
 }
 
 // The box head with and without its relation modules on the same random RoI features.
-int bench_roi_head(const BenchOptions& o, const Config& cfg, Detector& model) {
+int bench_roi_head(const BenchOptions& o, const Config& cfg, DetectorModel& model) {
   auto* two_stage = dynamic_cast<TwoStageDetector*>(&model);
   SETDET_CHECK(two_stage != nullptr, o.config, ": --mode roi-head needs a two-stage detector, got ",
                "model.type ", cfg["model"].get<std::string>("type", "?"));

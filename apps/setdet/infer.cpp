@@ -5,9 +5,7 @@
 //     "name": "circle"}, ...]}, ...]
 // Boxes are in the pixels of the original image. The test-time pipeline is the one of data.test,
 // else data.val, of the config.
-#include <ATen/ATen.h>
 #include <fmt/format.h>
-#include <torch/csrc/autograd/grad_mode.h>
 
 #include <filesystem>
 #include <iostream>
@@ -19,17 +17,10 @@
 #include <vector>
 
 #include "command.h"
-#include "setdet/config/config.h"
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/json_text.h"
-#include "setdet/data/dataset.h"
-#include "setdet/data/loader.h"
-#include "setdet/data/random.h"
-#include "setdet/data/transforms.h"
-#include "setdet/engine/runner.h"
-#include "setdet/io/state_dict.h"
-#include "setdet/layers/fused_conv_norm.h"
-#include "setdet/models/detector.h"
+#include "setdet/data/image_io.h"
+#include "setdet/setdet.h"
 
 namespace setdet::cli {
 namespace {
@@ -46,37 +37,6 @@ struct InferOptions {
   std::vector<std::string> images;
 };
 
-// The split whose pipeline is used at test time, and its dataset (for the class names).
-struct TestTimeData {
-  std::vector<std::shared_ptr<Transform>> pipeline;
-  std::vector<std::string> class_names;
-};
-
-TestTimeData test_time_data(const Config& cfg, int64_t num_classes) {
-  const Config data = cfg["data"];
-  SETDET_CHECK(data.has("test") || data.has("val"), cfg.file(),
-               ": infer needs data.test or data.val (their pipeline is the test-time one)");
-  const Config split = data.has("test") ? data["test"] : data["val"];
-  const Config dataset = split["dataset"];
-  TestTimeData out;
-  out.pipeline = build_pipeline(dataset["pipeline"]);
-  for (const auto& t : out.pipeline) {
-    SETDET_CHECK(dynamic_cast<const RandomFlip*>(t.get()) == nullptr, dataset.where(),
-                 ".pipeline: a test-time pipeline must not flip randomly");
-  }
-  // Class names come from the dataset's annotation file when it is there; plain numbers otherwise.
-  try {
-    out.class_names = DatasetRegistry().build(dataset)->class_names();
-  } catch (const Error& e) {
-    std::cerr << "setdet infer: class names unavailable (" << e.what() << "), using numbers\n";
-  }
-  if (static_cast<int64_t>(out.class_names.size()) != num_classes) {
-    out.class_names.clear();
-    for (int64_t c = 0; c < num_classes; ++c) out.class_names.push_back(std::to_string(c));
-  }
-  return out;
-}
-
 cv::Scalar class_colour(int64_t label) {
   static const cv::Scalar kPalette[] = {{56, 56, 255},  {151, 157, 255}, {31, 112, 255},
                                         {29, 178, 255}, {49, 210, 207},  {10, 249, 72},
@@ -85,21 +45,16 @@ cv::Scalar class_colour(int64_t label) {
   return kPalette[label % static_cast<int64_t>(std::size(kPalette))];
 }
 
-void draw_detections(cv::Mat& image, const Detections& dets, const std::vector<std::string>& names,
-                     double score_thr) {
-  const auto boxes = dets.boxes.accessor<float, 2>();
-  const auto scores = dets.scores.accessor<float, 1>();
-  const auto labels = dets.labels.accessor<int64_t, 1>();
+void draw_detections(cv::Mat& image, const std::vector<Detection>& dets, double score_thr) {
   const int thickness = std::max(1, static_cast<int>(std::lround(image.cols / 400.0)));
   const double font = std::max(0.35, image.cols / 1000.0);
-  for (int64_t i = 0; i < dets.scores.size(0); ++i) {
-    if (scores[i] < score_thr) continue;
-    const cv::Point p1(static_cast<int>(boxes[i][0]), static_cast<int>(boxes[i][1]));
-    const cv::Point p2(static_cast<int>(boxes[i][2]), static_cast<int>(boxes[i][3]));
-    const cv::Scalar colour = class_colour(labels[i]);
+  for (const Detection& d : dets) {
+    if (d.score < score_thr) continue;
+    const cv::Point p1(static_cast<int>(d.x1), static_cast<int>(d.y1));
+    const cv::Point p2(static_cast<int>(d.x2), static_cast<int>(d.y2));
+    const cv::Scalar colour = class_colour(d.label);
     cv::rectangle(image, p1, p2, colour, thickness, cv::LINE_AA);
-    const std::string text =
-        fmt::format("{} {:.2f}", names[static_cast<size_t>(labels[i])], scores[i]);
+    const std::string text = fmt::format("{} {:.2f}", d.class_name, d.score);
     int baseline = 0;
     const cv::Size size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, font, 1, &baseline);
     const int top = std::max(p1.y - size.height - baseline, 0);
@@ -110,18 +65,15 @@ void draw_detections(cv::Mat& image, const Detections& dets, const std::vector<s
   }
 }
 
-std::string detections_json(const std::string& file, const Detections& dets,
-                            const std::vector<std::string>& names) {
+std::string detections_json(const std::string& file, const std::vector<Detection>& dets) {
   std::ostringstream os;
   os << "{\"file\": " << json_string(file) << ", \"detections\": [";
-  const auto boxes = dets.boxes.accessor<float, 2>();
-  const auto scores = dets.scores.accessor<float, 1>();
-  const auto labels = dets.labels.accessor<int64_t, 1>();
-  for (int64_t i = 0; i < dets.scores.size(0); ++i) {
-    os << (i ? ", " : "") << "{\"box_xyxy\": [";
-    for (int k = 0; k < 4; ++k) os << (k ? ", " : "") << json_number(boxes[i][k]);
-    os << "], \"score\": " << json_number(scores[i]) << ", \"label\": " << labels[i]
-       << ", \"name\": " << json_string(names[static_cast<size_t>(labels[i])]) << "}";
+  for (size_t i = 0; i < dets.size(); ++i) {
+    const Detection& d = dets[i];
+    os << (i ? ", " : "") << "{\"box_xyxy\": [" << json_number(d.x1) << ", " << json_number(d.y1)
+       << ", " << json_number(d.x2) << ", " << json_number(d.y2)
+       << "], \"score\": " << json_number(d.score) << ", \"label\": " << d.label
+       << ", \"name\": " << json_string(d.class_name) << "}";
   }
   os << "]}";
   return os.str();
@@ -130,40 +82,33 @@ std::string detections_json(const std::string& file, const Detections& dets,
 int run_infer(const InferOptions& o) {
   SETDET_CHECK(!o.out_dir.empty() || !o.json.empty(),
                "infer: nothing to write: give --out-dir DIR and/or --json OUT.json");
-  Config cfg = Config::load(o.config);
-  for (const auto& s : o.overrides) cfg.set_override(s);
-  auto model = DetectorRegistry().build(cfg["model"]);
-  load_model_weights(o.checkpoint, *model, cfg);
-  model->eval();
-  fuse_for_inference(*model);  // BatchNorm folded into the convolutions (same names, same output)
-  const TestTimeData data = test_time_data(cfg, model->num_classes());
+  DetectorOptions options;
+  options.overrides = o.overrides;
+  const Detector detector(o.config, o.checkpoint, options);
+  if (!detector.class_names_warning().empty()) {
+    std::cerr << "setdet infer: class names unavailable (" << detector.class_names_warning()
+              << "), using numbers\n";
+  }
   if (!o.out_dir.empty()) fs::create_directories(o.out_dir);
 
-  torch::NoGradGuard no_grad;
   std::string json = "[";
   for (size_t i = 0; i < o.images.size(); ++i) {
     const std::string& file = o.images[i];
-    Sample sample = image_sample(file);
-    const cv::Mat original = sample.image.clone();
-    Rng rng({0, static_cast<uint64_t>(i)});
-    apply_pipeline(data.pipeline, sample, rng);
-    const Batch batch = collate({sample}, 32);
-    const Detections dets = model->predict(batch).at(0);
-    json += (i ? ",\n " : "") + detections_json(file, dets, data.class_names);
+    cv::Mat image = read_image(file);
+    const std::vector<Detection> dets = detector.detect(image);
+    json += (i ? ",\n " : "") + detections_json(file, dets);
     if (!o.out_dir.empty()) {
-      cv::Mat canvas = original;
-      draw_detections(canvas, dets, data.class_names, o.score_thr);
+      draw_detections(image, dets, o.score_thr);
       std::vector<uchar> png;
-      cv::imencode(".png", canvas, png);
+      cv::imencode(".png", image, png);
       const auto out = (fs::path(o.out_dir) / (fs::path(file).stem().string() + ".png")).string();
       write_file_atomic(out,
                         std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
     }
     int64_t shown = 0;
-    for (int64_t k = 0; k < dets.scores.size(0); ++k)
-      shown += dets.scores[k].item<float>() >= o.score_thr;
-    std::cout << fmt::format("{}: {} detections, {} with score >= {}\n", file, dets.scores.size(0),
-                             shown, o.score_thr);
+    for (const Detection& d : dets) shown += d.score >= o.score_thr;
+    std::cout << fmt::format("{}: {} detections, {} with score >= {}\n", file, dets.size(), shown,
+                             o.score_thr);
   }
   json += "]\n";
   if (!o.json.empty()) write_file_atomic(o.json, json);

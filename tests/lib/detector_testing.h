@@ -63,7 +63,7 @@ inline std::string build_error(const std::string& yaml) {
 // every name and at least `min_pos` positives ("num_pos"), and their sum must be finite. With
 // `autocast`, losses() runs under it (as the runner does).
 inline std::vector<double> sgd_loss_totals(
-    Detector& model, const Batch& batch, int steps, const std::vector<std::string>& names,
+    DetectorModel& model, const Batch& batch, int steps, const std::vector<std::string>& names,
     double min_pos, std::optional<c10::ScalarType> autocast = std::nullopt) {
   model.train();
   torch::optim::SGD opt(model.parameters(), torch::optim::SGDOptions(0.01).momentum(0.9));

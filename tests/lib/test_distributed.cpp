@@ -398,7 +398,7 @@ TEST(GradientReducer, BroadcastsRankZerosState) {
 
 // Detections that depend on the image alone: its boxes shifted by (id % 5) px with decreasing
 // scores, and one false positive.
-struct ShiftedTruth : Detector {
+struct ShiftedTruth : DetectorModel {
   std::map<std::string, at::Tensor> losses(const Batch&) override { return {}; }
   std::vector<Detections> predict(const Batch& batch) override {
     std::vector<Detections> out;

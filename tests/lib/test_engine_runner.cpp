@@ -1,5 +1,5 @@
-// Runner, hooks, checkpoints and the evaluator, on a tiny Detector defined here and an in-memory
-// BatchSource.
+// Runner, hooks, checkpoints and the evaluator, on a tiny DetectorModel defined here and an
+// in-memory BatchSource.
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -49,7 +49,7 @@ struct TempDir {
 
 // conv -> BN -> dropout -> pool -> linear: predicts one box (cx, cy) and an objectness per image.
 // Dropout draws from LibTorch's default generator, so resuming must restore its state.
-class TinyDetector : public Detector {
+class TinyDetector : public DetectorModel {
  public:
   TinyDetector() {
     conv_ =
@@ -734,7 +734,7 @@ TEST(Evaluator, ConvertsLabelsAndBoxesToCocoResults) {
 
 TEST(Evaluator, PerfectDetectorScoresApOne) {
   // A detector that returns the ground truth boxes scores AP = 1 with pycocotools semantics.
-  struct Oracle : Detector {
+  struct Oracle : DetectorModel {
     std::map<std::string, at::Tensor> losses(const Batch&) override { return {}; }
     std::vector<Detections> predict(const Batch& batch) override {
       std::vector<Detections> out;

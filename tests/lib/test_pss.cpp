@@ -144,7 +144,7 @@ TEST(Pss, ForwardNetworkThroughTheDetectorInterfaceIncludesThePssMaps) {
   pss->eval();
   torch::NoGradGuard no_grad;
   const at::Tensor images = torch::randn({1, 3, 64, 96});
-  Detector& detector = *pss;
+  DetectorModel& detector = *pss;
   const std::vector<at::Tensor> maps = detector.forward_network(images);
   const DenseHeadOutputs named = pss->forward_pss(images);
   // output by output in name order (bbox_distances, centerness, cls_logits, pss, reg_features),

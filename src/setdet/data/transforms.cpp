@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <opencv2/imgproc.hpp>
+#include <utility>
 
 #include "setdet/core/error.h"
 #include "setdet/data/image_io.h"
@@ -18,9 +19,14 @@ std::vector<std::shared_ptr<Transform>> build_pipeline(const Config& list) {
 }
 
 Sample image_sample(const std::string& path) {
-  Sample sample;
-  sample.image = read_image(path);
+  Sample sample = image_sample(read_image(path));
   sample.meta.file = path;
+  return sample;
+}
+
+Sample image_sample(cv::Mat image) {
+  Sample sample;
+  sample.image = std::move(image);
   sample.meta.original_hw = {sample.image.rows, sample.image.cols};
   sample.meta.input_hw = sample.meta.original_hw;
   sample.meta.padded_hw = sample.meta.original_hw;

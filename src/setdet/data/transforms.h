@@ -42,6 +42,8 @@ void apply_pipeline(const std::vector<std::shared_ptr<Transform>>& pipeline, Sam
 // The image file `path` decoded (read_image) as a Sample without annotations whose original,
 // input and padded sizes are the image's own: what inference starts from.
 Sample image_sample(const std::string& path);
+// A sample of a decoded 8-bit BGR image (no file), ready for a pipeline.
+Sample image_sample(cv::Mat image);
 
 // Resize (config `type: Resize`), as MMDetection 2.x's Resize with mmcv.imrescale:
 //   scale: [a, b] or a list of them; keep_ratio: true; multiscale_mode: value | range

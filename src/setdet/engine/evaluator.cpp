@@ -67,7 +67,7 @@ std::vector<CocoDetection> to_coco_detections(const Detections& dets, int64_t im
   return out;
 }
 
-DetectorEvalResult evaluate_detector(Detector& model, const EvalData& data,
+DetectorEvalResult evaluate_detector(DetectorModel& model, const EvalData& data,
                                      const EvalCallbacks& callbacks) {
   SETDET_CHECK(data.source && data.gt,
                "evaluate_detector: validation data and ground truth "

@@ -1,4 +1,4 @@
-// Runs a Detector over validation batches and scores its detections with the COCO evaluator
+// Runs a DetectorModel over validation batches and scores its detections with the COCO evaluator
 // (pycocotools semantics, setdet/core/eval/coco_eval.h).
 #pragma once
 
@@ -46,7 +46,7 @@ std::vector<CocoDetection> to_coco_detections(const Detections& dets, int64_t im
 // Data-parallel processes: each rank predicts its shard of the split (data.source), rank 0
 // gathers the detections, evaluates and sends the stats to every rank (result.coco holds only
 // the stats elsewhere; result.detections and result.images cover every rank on rank 0).
-DetectorEvalResult evaluate_detector(Detector& model, const EvalData& data,
+DetectorEvalResult evaluate_detector(DetectorModel& model, const EvalData& data,
                                      const EvalCallbacks& callbacks = {});
 
 // The 12 summary stats by name ("AP", "AP50", ... as coco_stat_names()).

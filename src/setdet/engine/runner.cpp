@@ -79,7 +79,8 @@ void LogBuffer::clear() {
   sums_.clear();
 }
 
-Runner::Runner(std::shared_ptr<Detector> model, std::shared_ptr<torch::optim::Optimizer> optimizer,
+Runner::Runner(std::shared_ptr<DetectorModel> model,
+               std::shared_ptr<torch::optim::Optimizer> optimizer,
                std::shared_ptr<LrSchedule> schedule, RunnerOptions options)
     : model_(std::move(model)),
       optimizer_(std::move(optimizer)),

@@ -85,7 +85,7 @@ class Runner {
  public:
   using Clock = std::function<double()>;  // monotonic seconds
 
-  Runner(std::shared_ptr<Detector> model, std::shared_ptr<torch::optim::Optimizer> optimizer,
+  Runner(std::shared_ptr<DetectorModel> model, std::shared_ptr<torch::optim::Optimizer> optimizer,
          std::shared_ptr<LrSchedule> schedule, RunnerOptions options);
 
   // Inserted after every hook of lower or equal priority value (MMCV's order).
@@ -113,7 +113,7 @@ class Runner {
   std::string last_checkpoint_text() const;
 
   // ---- state for hooks ----
-  Detector& model() { return *model_; }
+  DetectorModel& model() { return *model_; }
   torch::optim::Optimizer& optimizer() { return *optimizer_; }
   const LrSchedule& schedule() const { return *schedule_; }
   const RunnerOptions& options() const { return options_; }
@@ -156,7 +156,7 @@ class Runner {
   void adopt_global_batch_size(int64_t size);
   void write_metrics();
 
-  std::shared_ptr<Detector> model_;
+  std::shared_ptr<DetectorModel> model_;
   std::shared_ptr<torch::optim::Optimizer> optimizer_;
   std::shared_ptr<LrSchedule> schedule_;
   RunnerOptions options_;

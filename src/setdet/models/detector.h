@@ -22,7 +22,7 @@ struct Detections {
   at::Tensor labels;  // [K] int64, contiguous 0..C-1
 };
 
-class Detector : public torch::nn::Module {
+class DetectorModel : public torch::nn::Module {
  public:
   // Training: named losses (each a scalar); the runner sums every entry whose name starts with
   // "loss" and logs all of them.
@@ -57,6 +57,6 @@ class Detector : public torch::nn::Module {
   virtual DuplicateRemovalConfig* duplicate_removal() { return nullptr; }
 };
 
-SETDET_DEFINE_REGISTRY(DetectorRegistry, std::shared_ptr<Detector>, "detector")
+SETDET_DEFINE_REGISTRY(DetectorRegistry, std::shared_ptr<DetectorModel>, "detector")
 
 }  // namespace setdet

@@ -9,7 +9,7 @@
 namespace setdet {
 namespace {
 
-std::shared_ptr<Detector> build_atss(const Config& cfg) {
+std::shared_ptr<DetectorModel> build_atss(const Config& cfg) {
   SETDET_CHECK(cfg.is_map(), cfg.where(), ": expected a map for the ATSS model, got '", cfg.dump(),
                "'");
   if (cfg.has("assigner")) return build_fcos(cfg);

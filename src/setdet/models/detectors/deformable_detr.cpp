@@ -476,10 +476,10 @@ std::shared_ptr<DeformableDETR> build_deformable_detr(const Config& cfg,
 }
 
 SETDET_REGISTER(DetectorRegistry, "DeformableDETR",
-                [](const Config& cfg) -> std::shared_ptr<Detector> {
+                [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
                   return build_deformable_detr(cfg, DetrAssignment::kHungarian);
                 });
-SETDET_REGISTER(DetectorRegistry, "DETA", [](const Config& cfg) -> std::shared_ptr<Detector> {
+SETDET_REGISTER(DetectorRegistry, "DETA", [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
   return build_deformable_detr(cfg, DetrAssignment::kDeta);
 });
 

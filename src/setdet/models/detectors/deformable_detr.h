@@ -76,7 +76,7 @@ struct DeformableDETROutputs {
   at::Tensor query_indices;        // [B, Q] int64 selected encoder positions
 };
 
-class DeformableDETR : public Detector {
+class DeformableDETR : public DetectorModel {
  public:
   explicit DeformableDETR(DeformableDETRParts parts);
 

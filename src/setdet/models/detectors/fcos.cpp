@@ -46,9 +46,10 @@ DenseHeadOutputs FCOSDetector::forward(const at::Tensor& images) {
   return to_float32(head_->forward(extract_features(images)));
 }
 
-const PointSet& FCOSDetector::points_for(const std::vector<at::Tensor>& level_maps) {
+PointSet FCOSDetector::points_for(const std::vector<at::Tensor>& level_maps) {
   std::vector<std::array<int64_t, 2>> sizes;
   for (const auto& m : level_maps) sizes.push_back({m.size(2), m.size(3)});
+  const std::lock_guard<std::mutex> lock(cached_points_mutex_);
   if (sizes != cached_sizes_ || !cached_points_.points.defined() ||
       cached_points_.points.device() != level_maps.front().device()) {
     cached_points_ = head_->points(sizes, level_maps.front().options().dtype(at::kFloat));
@@ -229,7 +230,8 @@ FCOSParts build_fcos_parts(const Config& cfg, const std::vector<std::string>& ex
   return parts;
 }
 
-SETDET_REGISTER(DetectorRegistry, "FCOS",
-                [](const Config& cfg) -> std::shared_ptr<Detector> { return build_fcos(cfg); });
+SETDET_REGISTER(DetectorRegistry, "FCOS", [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
+  return build_fcos(cfg);
+});
 
 }  // namespace setdet

@@ -7,6 +7,7 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -59,7 +60,9 @@ class FCOSDetector : public SingleStageDetector {
   DuplicateRemovalConfig* duplicate_removal() override { return &test_cfg_.nms; }
 
  protected:
-  const PointSet& points_for(const std::vector<at::Tensor>& level_maps);
+  // The points of these level sizes, cached; safe under concurrent predict() calls (the API's
+  // Detector::detect runs one model from several threads).
+  PointSet points_for(const std::vector<at::Tensor>& level_maps);
   // The FCOS losses of losses() for head outputs `out` and the assigner's targets `t`.
   std::map<std::string, at::Tensor> one_to_many_losses(const DenseHeadOutputs& out,
                                                        const PointTargets& t);
@@ -70,6 +73,7 @@ class FCOSDetector : public SingleStageDetector {
   FCOSTestConfig test_cfg_;
   std::vector<std::array<int64_t, 2>> cached_sizes_;
   PointSet cached_points_;
+  std::mutex cached_points_mutex_;
 };
 
 // Config keys (model node): type, num_classes, backbone, neck, head, assigner, loss_cls,

@@ -43,7 +43,7 @@ FCOSPSSDetector::FCOSPSSDetector(FCOSParts parts,
   register_module("pss_head", pss_head_);
 }
 
-std::vector<Detector::OutputMode> FCOSPSSDetector::output_modes() const {
+std::vector<DetectorModel::OutputMode> FCOSPSSDetector::output_modes() const {
   return {{kNmsFree, "without_nms"}, {kNms, "with_nms"}};
 }
 
@@ -230,11 +230,13 @@ std::shared_ptr<FCOSPSSDetector> build_fcos_pss(const Config& cfg,
   return std::make_shared<FCOSPSSDetector>(std::move(parts), pss_head, train, test);
 }
 
-SETDET_REGISTER(DetectorRegistry, "FCOS_PSS", [](const Config& cfg) -> std::shared_ptr<Detector> {
-  return build_fcos_pss(cfg, "FCOSAssigner");
-});
-SETDET_REGISTER(DetectorRegistry, "ATSS_PSS", [](const Config& cfg) -> std::shared_ptr<Detector> {
-  return build_fcos_pss(cfg, "ATSSAssigner");
-});
+SETDET_REGISTER(DetectorRegistry, "FCOS_PSS",
+                [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
+                  return build_fcos_pss(cfg, "FCOSAssigner");
+                });
+SETDET_REGISTER(DetectorRegistry, "ATSS_PSS",
+                [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
+                  return build_fcos_pss(cfg, "ATSSAssigner");
+                });
 
 }  // namespace setdet

@@ -232,8 +232,9 @@ std::shared_ptr<RetinaNetDetector> build_retinanet(const Config& cfg) {
                                              cfg.get<bool>("channels_last", true));
 }
 
-SETDET_REGISTER(DetectorRegistry, "RetinaNet", [](const Config& cfg) -> std::shared_ptr<Detector> {
-  return build_retinanet(cfg);
-});
+SETDET_REGISTER(DetectorRegistry, "RetinaNet",
+                [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
+                  return build_retinanet(cfg);
+                });
 
 }  // namespace setdet

@@ -14,7 +14,7 @@
 
 namespace setdet {
 
-class SingleStageDetector : public Detector {
+class SingleStageDetector : public DetectorModel {
  public:
   int64_t num_classes() const override { return num_classes_; }
   Backbone& backbone() { return *backbone_; }

@@ -104,8 +104,9 @@ std::shared_ptr<TwoStageDetector> build_faster_rcnn(const Config& cfg) {
                                             cfg.get<bool>("channels_last", true));
 }
 
-SETDET_REGISTER(DetectorRegistry, "FasterRCNN", [](const Config& cfg) -> std::shared_ptr<Detector> {
-  return build_faster_rcnn(cfg);
-});
+SETDET_REGISTER(DetectorRegistry, "FasterRCNN",
+                [](const Config& cfg) -> std::shared_ptr<DetectorModel> {
+                  return build_faster_rcnn(cfg);
+                });
 
 }  // namespace setdet

@@ -18,7 +18,7 @@
 
 namespace setdet {
 
-class TwoStageDetector : public Detector {
+class TwoStageDetector : public DetectorModel {
  public:
   TwoStageDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
                    std::shared_ptr<Neck> neck, RegionProposalNetwork rpn, StandardRoIHead roi_head,
