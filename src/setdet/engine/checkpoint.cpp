@@ -87,9 +87,13 @@ void save_checkpoint(const std::string& path, const torch::nn::Module& model,
   write_file_atomic(path, bytes.str());
 }
 
-std::vector<std::pair<std::string, at::Tensor>> checkpoint_model_tensors(const std::string& path) {
+namespace {
+
+// Opens a setdet checkpoint after setdet's own checks of the archive (CRC-32s, pickles: LibTorch
+// checks neither) and its format tag; errors name the file.
+void open_checkpoint(const std::string& path, torch::serialize::InputArchive& archive) {
   SETDET_CHECK(std::filesystem::is_regular_file(path), "checkpoint not found: ", path);
-  torch::serialize::InputArchive archive;
+  check_torchscript_archive(path);
   try {
     archive.load_from(path);
   } catch (const c10::Error& e) {
@@ -99,6 +103,13 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_model_tensors(const s
   SETDET_CHECK(
       archive.try_read("format", format) && format.isString() && format.toStringRef() == kFormat,
       path, ": not a setdet checkpoint (expected format '", kFormat, "')");
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, at::Tensor>> checkpoint_model_tensors(const std::string& path) {
+  torch::serialize::InputArchive archive;
+  open_checkpoint(path, archive);
   std::vector<std::pair<std::string, at::Tensor>> out;
   for (const auto& [group, is_buffer] : {std::pair<const char*, bool>{"model/params", false},
                                          std::pair<const char*, bool>{"model/buffers", true}}) {
@@ -116,18 +127,8 @@ std::vector<std::pair<std::string, at::Tensor>> checkpoint_model_tensors(const s
 LoadedCheckpoint load_checkpoint(const std::string& path, torch::nn::Module& model,
                                  torch::optim::Optimizer* optimizer,
                                  const std::string& optimizer_type, bool restore_rng) {
-  SETDET_CHECK(std::filesystem::is_regular_file(path), "checkpoint not found: ", path);
-  check_torchscript_archive(path);
   torch::serialize::InputArchive archive;
-  try {
-    archive.load_from(path);
-  } catch (const c10::Error& e) {
-    throw Error(path + ": not a readable checkpoint (" + e.what_without_backtrace() + ")");
-  }
-  c10::IValue format;
-  SETDET_CHECK(
-      archive.try_read("format", format) && format.isString() && format.toStringRef() == kFormat,
-      path, ": not a setdet checkpoint (expected format '", kFormat, "')");
+  open_checkpoint(path, archive);
 
   LoadedCheckpoint out;
   out.meta.optimizer_type = read_string(archive, "meta/optimizer_type");
