@@ -25,6 +25,8 @@ import subprocess
 import sys
 import tempfile
 
+import process_timing
+
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "fcos",
                       "fcos_r18h_fpn64_256_demo.yaml")
 GLOBAL_BATCH = 8
@@ -33,10 +35,7 @@ WORLDS = (2, 4, 8, 16)
 
 
 def setdet_bin():
-    path = os.environ.get("SETDET_BIN")
-    if not path or not os.path.isfile(path):
-        sys.exit(f"bench_distributed: SETDET_BIN={path!r} is not a file (build the setdet CLI)")
-    return path
+    return process_timing.setdet_bin("bench_distributed")
 
 
 def run(cmd, what):

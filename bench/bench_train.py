@@ -29,6 +29,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+
+import process_timing
 import time
 
 CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "configs", "fcos",
@@ -49,10 +51,7 @@ def native_bfloat16():
 
 
 def setdet_bin():
-    path = os.environ.get("SETDET_BIN")
-    if not path or not os.path.isfile(path):
-        sys.exit(f"bench_train: SETDET_BIN={path!r} is not a file (build the setdet CLI)")
-    return path
+    return process_timing.setdet_bin("bench_train")
 
 
 def make_data(work, num_images):

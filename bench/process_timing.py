@@ -6,6 +6,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import time
 
 
@@ -53,3 +54,12 @@ def train_images_per_second(cmd, cwd, work):
     if len(rates) < 2:
         raise RuntimeError(f"too few log intervals ({len(rates)}) in {work}/log.jsonl")
     return statistics.median(rates[1:])
+
+
+def setdet_bin(bench):
+    """The setdet CLI named by SETDET_BIN (scripts/bench.sh sets it); exits naming `bench` when it
+    is not a file."""
+    path = os.environ.get("SETDET_BIN")
+    if not path or not os.path.isfile(path):
+        sys.exit(f"{bench}: SETDET_BIN={path!r} is not a file (build the setdet CLI)")
+    return path
