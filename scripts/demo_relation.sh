@@ -9,6 +9,7 @@
 # and writes $work/metrics.json with those COCO APs (0..1, the same 200 val images), each row's
 # details and "total_seconds".
 #   usage: scripts/demo_relation.sh [BUILD_DIR] [WORK_DIR] [SEED]
+# REUSE=1 keeps every row whose training finished (its metrics.json exists) and trains the rest.
 set -euo pipefail
 build_dir=${1:-build}
 work=${2:-work_dirs/demo_relation}
@@ -28,6 +29,10 @@ rm -f "$work"/metrics.json
 train() {  # name config [extra args...]
   local name=$1 config=$2
   shift 2
+  if [[ "${REUSE:-0}" == 1 && -f "$work/$name/metrics.json" ]]; then
+    echo "   reusing $work/$name (REUSE=1)"
+    return
+  fi
   rm -rf "${work:?}/$name"
   "$bin" train "$config" --work-dir "$work/$name" --set runner.seed="$seed" "$@"
 }

@@ -33,6 +33,42 @@ TEST(RelationModule, PermutationEquivariant) {
   EXPECT_GT((out - f).abs().max().item<double>(), 1e-3);  // the relation feature is not zero
 }
 
+// float32 runs its products on oneDNN (setdet::linear / batched_matmul), float64 on at::linear /
+// at::bmm; a geometry embedding computed once and passed in gives the same output as none.
+TEST(RelationModule, Float32OneDnnPathAndSharedEmbeddingMatchFloat64) {
+  torch::manual_seed(5);
+  RelationModule rm(RelationModuleOptions(32).num_heads(4).key_dim(8).geometry_dim(16));
+  for (auto& p : rm->parameters()) p.data().normal_(0.0, 0.3);
+  // w_G well above 0: near the ReLU's kink log(w_G) and its gradient 1 / w_G amplify any rounding
+  rm->named_parameters()["geometry.bias"].data().fill_(2.0);
+  rm->named_parameters()["geometry.weight"].data().normal_(0.0, 0.05);
+  RelationModule rm64(RelationModuleOptions(32).num_heads(4).key_dim(8).geometry_dim(16));
+  rm64->to(torch::kDouble);
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < rm->parameters().size(); ++i) {
+      rm64->parameters()[i].copy_(rm->parameters()[i]);
+    }
+  }
+  const auto f64 = torch::randn({40, 32}, torch::kDouble);
+  const auto b64 = random_boxes(40);
+  const auto f = f64.to(torch::kFloat);
+  const auto b = b64.to(torch::kFloat);
+  const auto out = rm->forward(f, b, 30);
+  const auto shared = rm->forward(f, b, 30, rm->geometry_embedding(b, 30));
+  EXPECT_TRUE(torch::equal(out, shared));
+  const auto out64 = rm64->forward(f64, b64, 30);
+  EXPECT_LT((out.to(torch::kDouble) - out64).abs().max().item<double>(), 1e-4);
+  out.square().sum().backward();
+  out64.square().sum().backward();
+  for (size_t i = 0; i < rm->parameters().size(); ++i) {
+    const auto g = rm->parameters()[i].grad().to(torch::kDouble);
+    const auto g64 = rm64->parameters()[i].grad();
+    EXPECT_LT((g - g64).abs().max().item<double>(), 1e-3 * (1.0 + g64.abs().max().item<double>()))
+        << rm->named_parameters().keys()[i];
+  }
+}
+
 // Under bfloat16 autocast the geometric term and the logits stay float32: the attention of small
 // boxes on a 256 px image matches the float32 module (bfloat16 boxes would have a 2 px step).
 TEST(RelationModule, AutocastKeepsGeometryAndLogitsInFloat32) {
@@ -145,7 +181,9 @@ TEST(DuplicateRemovalNet, LossIsFiniteOnDegenerateInputs) {
     EXPECT_TRUE(torch::isfinite(feats.grad()).all().item<bool>());
     EXPECT_TRUE(torch::isfinite(ls0.grad()).all().item<bool>());
     for (const auto& p : net->parameters()) {
-      if (p.grad().defined()) EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>());
+      if (p.grad().defined()) {
+        EXPECT_TRUE(torch::isfinite(p.grad()).all().item<bool>());
+      }
     }
   };
   const auto same = torch::tensor({{1.f, 1.f, 20.f, 20.f}}).repeat({5, 1});

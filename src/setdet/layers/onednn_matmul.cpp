@@ -3,15 +3,23 @@
 #include <ATen/ATen.h>
 #include <ATen/autocast_mode.h>
 #include <c10/core/GradMode.h>
+#include <c10/core/impl/LocalDispatchKeySet.h>
 
 #include <vector>
 
 namespace setdet {
 namespace {
 
+// CPU autocast applies unless the caller excluded its dispatch key (float32 islands such as the
+// relation module's geometric term run inside an autocast region).
+bool autocast_applies() {
+  return at::autocast::is_cpu_enabled() &&
+         !c10::impl::tls_is_dispatch_key_excluded(c10::DispatchKey::AutocastCPU);
+}
+
 bool use_onednn(const at::Tensor& x, const at::Tensor& w) {
   return at::hasMKLDNN() && x.device().is_cpu() && x.scalar_type() == at::kFloat &&
-         w.scalar_type() == at::kFloat && !at::autocast::is_cpu_enabled() && x.numel() > 0;
+         w.scalar_type() == at::kFloat && !autocast_applies() && x.numel() > 0;
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "setdet/layers/relation_module.h"
 
+#include "setdet/layers/onednn_matmul.h"
+
 #include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/nn/init.h>
 
@@ -81,17 +83,28 @@ RelationModuleImpl::RelationModuleImpl(const RelationModuleOptions& options) : o
   torch::nn::init::normal_(value_weight_, 0.0, 0.01);
 }
 
-at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t num_keys) {
+at::Tensor RelationModuleImpl::geometry_embedding(const at::Tensor& boxes, int64_t num_keys) const {
+  const int64_t m = num_keys < 0 ? boxes.size(0) : num_keys;
+  const at::ScalarType dtype = boxes.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  const at::Tensor b = boxes.to(dtype);
+  return sinusoid_embedding(relative_geometry(b, b.narrow(0, 0, m)), options_.geometry_dim());
+}
+
+at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t num_keys,
+                                                const at::Tensor& embedding) {
   TORCH_CHECK(options_.geometry() == "ours", "RelationModule: geometry '", options_.geometry(),
               "' has no geometric weight");
-  const int64_t m = num_keys < 0 ? boxes.size(0) : num_keys;
-  const at::Tensor emb = sinusoid_embedding(relative_geometry(boxes, boxes.narrow(0, 0, m)),
-                                            options_.geometry_dim());  // [N, M, d_g]
-  return at::relu(geometry_(emb)).permute({2, 0, 1});                  // [N_r, N, M]
+  const at::Tensor emb =
+      embedding.defined() ? embedding : geometry_embedding(boxes, num_keys);  // [N, M, d_g]
+  TORCH_CHECK(emb.dim() == 3 && emb.size(0) == boxes.size(0) &&
+                  emb.size(2) == options_.geometry_dim(),
+              "RelationModule: the geometry embedding must be [", boxes.size(0), ", M, ",
+              options_.geometry_dim(), "], got ", emb.sizes());
+  return at::relu(linear(emb, geometry_)).permute({2, 0, 1});  // [N_r, N, M]
 }
 
 at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tensor& boxes,
-                                      int64_t num_keys) {
+                                      int64_t num_keys, const at::Tensor& embedding) {
   const auto& o = options_;
   const int64_t n = features.size(0);
   const int64_t m = num_keys < 0 ? n : num_keys;
@@ -101,9 +114,11 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
     const auto cs = centre_size(boxes.to(features.scalar_type()));
     f = f + sinusoid_embedding(at::stack({cs[0], cs[1], cs[2], cs[3]}, 1), o.feature_dim(), 1.0);
   }
-  const at::Tensor q = query_(f).reshape({n, o.num_heads(), o.key_dim()}).permute({1, 0, 2});
-  const at::Tensor k =
-      key_(f.narrow(0, 0, m)).reshape({m, o.num_heads(), o.key_dim()}).permute({1, 2, 0});
+  const at::Tensor q =
+      linear(f, query_).reshape({n, o.num_heads(), o.key_dim()}).permute({1, 0, 2});
+  const at::Tensor k = linear(f.narrow(0, 0, m), key_)
+                           .reshape({m, o.num_heads(), o.key_dim()})
+                           .permute({1, 2, 0});
   // The logits and the geometric term in float32 even under autocast: bfloat16 boxes have a 2 px
   // step at 256 px (the log-ratio features of small boxes collapse), and log(max(w_G, 1e-6)) plus
   // the appearance term need more than bfloat16's 8 bits.
@@ -112,10 +127,10 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
           ? at::kFloat
           : features.scalar_type();
   at::Tensor logits =
-      at::bmm(q, k).to(dtype) / std::sqrt(static_cast<double>(o.key_dim()));  // [N_r, N, M]
+      batched_matmul(q, k).to(dtype) / std::sqrt(static_cast<double>(o.key_dim()));  // [N_r, N, M]
   if (o.geometry() == "ours") {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    logits = logits + geometric_weight(boxes.to(dtype), m).clamp_min(1e-6).log();
+    logits = logits + geometric_weight(boxes.to(dtype), m, embedding).clamp_min(1e-6).log();
   }
   return logits;
 }
@@ -126,7 +141,7 @@ at::Tensor RelationModuleImpl::attention(const at::Tensor& features, const at::T
 }
 
 at::Tensor RelationModuleImpl::forward(const at::Tensor& features, const at::Tensor& boxes,
-                                       int64_t num_keys) {
+                                       int64_t num_keys, const at::Tensor& embedding) {
   const auto& o = options_;
   TORCH_CHECK(features.dim() == 2 && features.size(1) == o.feature_dim(),
               "RelationModule: features must be [N, ", o.feature_dim(), "], got ",
@@ -136,11 +151,15 @@ at::Tensor RelationModuleImpl::forward(const at::Tensor& features, const at::Ten
   const int64_t n = features.size(0);
   const int64_t m = num_keys < 0 ? n : num_keys;
   if (n == 0 || m == 0) return features + value_bias_;
-  const at::Tensor w = at::softmax(logits(features, boxes, m), -1);  // [N_r, N, M]
+  const at::Tensor w = at::softmax(logits(features, boxes, m, embedding), -1);  // [N_r, N, M]
   // W_V^r applied to the keys first: the same linear map as after the aggregation, fewer FLOPs.
-  const at::Tensor v = at::matmul(features.narrow(0, 0, m), value_weight_.transpose(1, 2));
+  const int64_t per_head = o.feature_dim() / o.num_heads();
+  const at::Tensor v =
+      setdet::linear(features.narrow(0, 0, m), value_weight_.reshape({o.feature_dim(), o.feature_dim()}))
+          .reshape({m, o.num_heads(), per_head})
+          .permute({1, 0, 2});  // [N_r, M, d_f / N_r]
   return features +
-         at::bmm(w.to(v.scalar_type()), v).permute({1, 0, 2}).reshape({n, o.feature_dim()}) +
+         batched_matmul(w.to(v.scalar_type()), v).permute({1, 0, 2}).reshape({n, o.feature_dim()}) +
          value_bias_;
 }
 

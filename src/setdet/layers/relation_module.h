@@ -50,17 +50,24 @@ class RelationModuleImpl : public torch::nn::Module {
   // features [N, d_f], boxes [N, 4] xyxy -> [N, d_f] (Eq. (6)). Only the first num_keys objects
   // are keys (< 0: all): during training the GT boxes appended to the proposals are queries but
   // not keys. N = 0 gives an empty output.
-  at::Tensor forward(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys = -1);
+  // `embedding` (optional): geometry_embedding(boxes, num_keys), computed once and shared by the
+  // modules that relate the same boxes (the authors' code embeds the geometry once per head).
+  at::Tensor forward(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys = -1,
+                     const at::Tensor& embedding = {});
 
   // The attention weights w^{mn} of Eq. (3): [N_r, N, num_keys] (rows sum to 1).
   at::Tensor attention(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys = -1);
   // The geometric weights w_G of Eq. (5) before the log: [N_r, N, num_keys].
-  at::Tensor geometric_weight(const at::Tensor& boxes, int64_t num_keys = -1);
+  at::Tensor geometric_weight(const at::Tensor& boxes, int64_t num_keys = -1,
+                              const at::Tensor& embedding = {});
+  // E_G of every (query, key) pair: [N, num_keys, d_g] (float32, float64 for float64 boxes).
+  at::Tensor geometry_embedding(const at::Tensor& boxes, int64_t num_keys = -1) const;
 
   const RelationModuleOptions& options() const { return options_; }
 
  private:
-  at::Tensor logits(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys);
+  at::Tensor logits(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys,
+                    const at::Tensor& embedding = {});
 
   RelationModuleOptions options_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, geometry_{nullptr};

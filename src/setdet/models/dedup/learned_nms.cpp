@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "setdet/assign/max_iou_assigner.h"
+#include "setdet/layers/onednn_matmul.h"
 
 namespace setdet {
 namespace {
@@ -59,9 +60,9 @@ at::Tensor DuplicateRemovalNetImpl::forward(const at::Tensor& boxes, const at::T
   const int64_t n = features.size(0);
   const at::Tensor ranks = at::arange(n, features.options()).unsqueeze(1);
   const at::Tensor rank_emb = sinusoid_embedding(ranks, options_.rank_dim(), 1.0, 1000.0);
-  at::Tensor x = appearance_(features) + rank_(rank_emb);
+  at::Tensor x = linear(features, appearance_) + linear(rank_emb, rank_);
   x = at::relu(relation_(x, boxes.detach().to(x.scalar_type())));
-  return classifier_(x);
+  return linear(x, classifier_);
 }
 
 at::Tensor DuplicateRemovalNetImpl::targets(const at::Tensor& boxes,

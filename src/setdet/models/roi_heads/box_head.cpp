@@ -1,5 +1,7 @@
 #include "setdet/models/roi_heads/box_head.h"
 
+#include "setdet/layers/onednn_matmul.h"
+
 #include <torch/nn/init.h>
 
 #include <string>
@@ -42,14 +44,17 @@ TwoMLPHeadImpl::TwoMLPHeadImpl(const TwoMLPHeadOptions& options) : options_(opti
 
 at::Tensor TwoMLPHeadImpl::relate(std::vector<RelationModule>& modules, at::Tensor x,
                                   const at::Tensor& boxes,
-                                  const std::vector<std::pair<int64_t, int64_t>>& groups) {
+                                  const std::vector<std::pair<int64_t, int64_t>>& groups,
+                                  const std::vector<at::Tensor>& embeddings) {
   if (modules.empty()) return x;
   std::vector<at::Tensor> parts;
   int64_t start = 0;
-  for (const auto& [count, keys] : groups) {
+  for (size_t g = 0; g < groups.size(); ++g) {
+    const auto [count, keys] = groups[g];
     at::Tensor xi = x.narrow(0, start, count);
     const at::Tensor bi = boxes.narrow(0, start, count);
-    for (auto& m : modules) xi = m->forward(xi, bi, keys);
+    const at::Tensor emb = g < embeddings.size() ? embeddings[g] : at::Tensor();
+    for (auto& m : modules) xi = m->forward(xi, bi, keys, emb);
     parts.push_back(xi);
     start += count;
   }
@@ -70,8 +75,22 @@ at::Tensor TwoMLPHeadImpl::forward(const at::Tensor& roi_feats, const at::Tensor
                 "TwoMLPHead: relation modules need one box per RoI (", x.size(0), "), got ",
                 boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
   }
-  x = at::relu(relate(relations6_, fc6_(x), boxes, groups));
-  x = at::relu(relate(relations7_, fc7_(x), boxes, groups));
+  // The relative geometry of each image's RoIs, embedded once for all its relation modules.
+  std::vector<at::Tensor> embeddings;
+  const RelationModule* first = !relations6_.empty()   ? &relations6_.front()
+                                : !relations7_.empty() ? &relations7_.front()
+                                                       : nullptr;
+  if (first != nullptr && (*first)->options().geometry() == "ours") {
+    int64_t start = 0;
+    for (const auto& [count, keys] : groups) {
+      embeddings.push_back(count == 0 || keys == 0 ? at::Tensor()
+                                                   : (*first)->geometry_embedding(
+                                                         boxes.narrow(0, start, count), keys));
+      start += count;
+    }
+  }
+  x = at::relu(relate(relations6_, setdet::linear(x, fc6_), boxes, groups, embeddings));
+  x = at::relu(relate(relations7_, setdet::linear(x, fc7_), boxes, groups, embeddings));
   return x;
 }
 
@@ -91,8 +110,8 @@ FastRCNNPredictorImpl::FastRCNNPredictorImpl(int64_t fc_dim, int64_t num_classes
 }
 
 FastRCNNPredictorImpl::Output FastRCNNPredictorImpl::forward(const at::Tensor& features) {
-  at::Tensor logits = cls_score_(features);
-  at::Tensor deltas = bbox_pred_(features);
+  at::Tensor logits = setdet::linear(features, cls_score_);
+  at::Tensor deltas = setdet::linear(features, bbox_pred_);
   const int64_t k = features.size(0);
   Output out;
   if (background_first_) {

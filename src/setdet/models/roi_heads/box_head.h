@@ -42,8 +42,10 @@ class TwoMLPHeadImpl : public torch::nn::Module {
   const TwoMLPHeadOptions& options() const { return options_; }
 
  private:
+  // `embeddings`: one shared geometry embedding per image group (empty: none needed).
   at::Tensor relate(std::vector<RelationModule>& modules, at::Tensor x, const at::Tensor& boxes,
-                    const std::vector<std::pair<int64_t, int64_t>>& groups);
+                    const std::vector<std::pair<int64_t, int64_t>>& groups,
+                    const std::vector<at::Tensor>& embeddings);
 
   TwoMLPHeadOptions options_;
   torch::nn::Linear fc6_{nullptr}, fc7_{nullptr};
