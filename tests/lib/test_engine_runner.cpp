@@ -236,6 +236,29 @@ TEST(Runner, SameSeedSameLosses) {
   EXPECT_LT(a[12] + a[13] + a[14] + a[15], a[0] + a[1] + a[2] + a[3]);
 }
 
+// A gradient norm above 100 x grad_clip.max_norm is logged with the parameters it comes from, at
+// most once per log interval (16 iterations, log_interval 4: 4 lines).
+TEST(Runner, ExplodingGradientNamesTheLargestParameterGradients) {
+  std::string yaml = kTrainYaml;
+  yaml.replace(yaml.find("max_norm: 5.0"), 13, "max_norm: 1.0e-9");
+  const auto cfg = Config::parse(yaml, "train.yaml");
+  TempDir dir("explode");
+  run(cfg, dir.path.string());
+  std::ifstream log(dir.file("train.log"));
+  std::string line;
+  int reports = 0;
+  while (std::getline(log, line)) {
+    if (line.find("(> 100 x grad_clip.max_norm)") == std::string::npos) continue;
+    ++reports;
+    EXPECT_NE(line.find("largest in: "), std::string::npos) << line;
+    EXPECT_TRUE(line.find("conv.weight") != std::string::npos ||
+                line.find("fc.weight") != std::string::npos ||
+                line.find("bn.weight") != std::string::npos)
+        << line;
+  }
+  EXPECT_EQ(reports, 4);
+}
+
 TEST(Runner, ResumeGivesTheUninterruptedTrajectory) {
   const auto cfg = Config::parse(kTrainYaml, "train.yaml");
   const auto full = run(cfg, "");

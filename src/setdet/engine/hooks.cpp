@@ -239,6 +239,28 @@ std::string nonfinite_terms(const Runner& runner) {
 
 }  // namespace
 
+namespace {
+
+// "name (norm), ..." of the k parameters with the largest gradient norms, divided by `scale` (the
+// clipping factor already applied).
+std::string largest_gradients(Runner& runner, size_t k, double scale) {
+  std::vector<std::pair<double, std::string>> norms;
+  for (const auto& item : runner.model().named_parameters()) {
+    if (!item.value().grad().defined()) continue;
+    norms.emplace_back(item.value().grad().norm().item<double>() / scale, item.key());
+  }
+  const size_t n = std::min(k, norms.size());
+  std::partial_sort(norms.begin(), norms.begin() + static_cast<std::ptrdiff_t>(n), norms.end(),
+                    [](const auto& a, const auto& b) { return a.first > b.first; });
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += fmt::format("{}{} ({:.3g})", i ? ", " : "", norms[i].second, norms[i].first);
+  }
+  return out;
+}
+
+}  // namespace
+
 void OptimizerHook::after_train_iter(Runner& runner) {
   if (!std::isfinite(runner.log_buffer().last("loss"))) {
     const auto& o = runner.options();
@@ -269,6 +291,15 @@ void OptimizerHook::after_train_iter(Runner& runner) {
     }
     const double norm = torch::nn::utils::clip_grad_norm_(params, max_norm_, norm_type_);
     runner.log_buffer().update("grad_norm", norm);
+    // An exploding gradient (100x the clipping norm): name the parameters it comes from, at most
+    // once per log interval, so a diverging run says where to look.
+    const int64_t every = std::max<int64_t>(runner.options().log_interval, 1);
+    if (norm > 100.0 * max_norm_ && (reported_iter_ < 0 || runner.iter() - reported_iter_ >= every)) {
+      reported_iter_ = runner.iter();
+      runner.log(fmt::format("gradient norm {:.3g} (> 100 x grad_clip.max_norm) at iteration {}; "
+                             "before clipping, largest in: {}",
+                             norm, runner.iter(), largest_gradients(runner, 3, max_norm_ / norm)));
+    }
   }
   optimizer.step();
   runner.log_buffer().update("backward_time", runner.now() - start);

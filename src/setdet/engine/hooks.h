@@ -94,6 +94,7 @@ class OptimizerHook : public Hook {
   double max_norm_;
   double norm_type_;
   int64_t skipped_ = 0;  // batches skipped for a non-finite loss (runner.nonfinite: skip)
+  int64_t reported_iter_ = -1;  // last iteration whose exploding gradient was logged
 };
 
 // Saves work_dir/latest.pt every `interval` epochs (plus epoch_N.pt, N 1-based, keeping the
