@@ -80,16 +80,32 @@ std::string RankMonitor::describe() {
   for (int r = 0; r < world_size_; ++r) {
     if (r != rank_) first[static_cast<size_t>(r)] = read(r);
   }
-  const auto wait = interval_ * 3;
-  std::this_thread::sleep_for(wait);
+  // Wait 3 heartbeat intervals, and up to 12 while a beating rank has not beaten again: on a
+  // loaded machine a live rank's heartbeat thread can be late, and must not be reported dead.
+  std::vector<Record> last(static_cast<size_t>(world_size_));
+  std::chrono::milliseconds waited_for{0};
+  for (int round = 0; round < 4; ++round) {
+    std::this_thread::sleep_for(interval_ * 3);
+    waited_for += interval_ * 3;
+    bool silent = false;
+    for (int r = 0; r < world_size_; ++r) {
+      if (r == rank_) continue;
+      const Record& before = first[static_cast<size_t>(r)];
+      Record& now = last[static_cast<size_t>(r)];
+      now = read(r);
+      silent = silent || (before.reachable && now.reachable && now.failed.empty() &&
+                          now.beating && now.beat == before.beat);
+    }
+    if (!silent) break;
+  }
   const int64_t mine = progress_();
-  const double waited = std::chrono::duration<double>(wait).count();
+  const double waited = std::chrono::duration<double>(waited_for).count();
   std::vector<std::string> findings;
   bool unreachable = false;
   for (int r = 0; r < world_size_; ++r) {
     if (r == rank_) continue;
     const Record before = first[static_cast<size_t>(r)];
-    const Record now = read(r);
+    const Record now = last[static_cast<size_t>(r)];
     if (!before.reachable || !now.reachable) {
       unreachable = true;
       continue;
