@@ -107,16 +107,21 @@ std::string path_under_root(const std::string& root, const std::string& path) {
   return (std::filesystem::path(root) / path).string();
 }
 
-namespace {
-
-std::shared_ptr<Dataset> build_coco_dataset(const Config& cfg) {
-  cfg.check_keys({"ann_file", "img_dir", "data_root", "pipeline", "filter_empty", "label_map"});
+CocoDetectionDatasetOptions coco_dataset_options(const Config& cfg) {
   const auto root = cfg.get<std::string>("data_root", "");
   CocoDetectionDatasetOptions options;
   options.ann_file = path_under_root(root, cfg.get<std::string>("ann_file"));
   options.img_dir = path_under_root(root, cfg.get<std::string>("img_dir"));
   if (cfg.has("pipeline")) options.pipeline = build_pipeline(cfg["pipeline"]);
   options.filter_empty = cfg.get<bool>("filter_empty", true);
+  return options;
+}
+
+namespace {
+
+std::shared_ptr<Dataset> build_coco_dataset(const Config& cfg) {
+  cfg.check_keys({"ann_file", "img_dir", "data_root", "pipeline", "filter_empty", "label_map"});
+  CocoDetectionDatasetOptions options = coco_dataset_options(cfg);
   const auto label_map = cfg.get<std::string>("label_map", "contiguous");
   SETDET_CHECK(label_map == "contiguous" || label_map == "category_id", cfg["label_map"].where(),
                ": expected 'contiguous' or 'category_id', got '", label_map, "'");

@@ -22,6 +22,8 @@
 
 namespace setdet {
 
+class Config;
+
 struct CocoDetectionDatasetOptions {
   std::string ann_file;  // names the annotations in messages even when `instances` is given
   std::shared_ptr<const CocoDataset> instances;  // set: these annotations, ann_file is not read
@@ -65,5 +67,9 @@ class CocoDetectionDataset : public Dataset {
 // `path` under a config's `data_root` (a relative path is joined to it; an absolute one or an empty
 // root leaves it as it is).
 std::string path_under_root(const std::string& root, const std::string& path);
+
+// The options every COCO-based dataset config shares: ann_file and img_dir (under data_root),
+// pipeline, filter_empty (default true). The caller checks the node's keys.
+CocoDetectionDatasetOptions coco_dataset_options(const Config& cfg);
 
 }  // namespace setdet

@@ -132,11 +132,7 @@ SETDET_REGISTER(DatasetRegistry, "VrdAttributeDataset", [](const Config& cfg) {
   cfg.check_keys({"type", "ann_file", "vrd_file", "img_dir", "data_root", "pipeline",
                   "filter_empty", "attributes", "plain", "separator"});
   const auto root = cfg.get<std::string>("data_root", "");
-  CocoDetectionDatasetOptions options;
-  options.ann_file = path_under_root(root, cfg.get<std::string>("ann_file"));
-  options.img_dir = path_under_root(root, cfg.get<std::string>("img_dir"));
-  if (cfg.has("pipeline")) options.pipeline = build_pipeline(cfg["pipeline"]);
-  options.filter_empty = cfg.get<bool>("filter_empty", true);
+  CocoDetectionDatasetOptions options = coco_dataset_options(cfg);
   VrdAttributeClasses classes;
   classes.attributes = cfg.get<std::vector<std::string>>("attributes", {});
   classes.plain = cfg.get<std::string>("plain", classes.plain);
