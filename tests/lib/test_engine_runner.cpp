@@ -259,6 +259,43 @@ TEST(Runner, ExplodingGradientNamesTheLargestParameterGradients) {
   EXPECT_EQ(reports, 4);
 }
 
+// ProfilerHook: iterations 5-7 recorded; the log's table and work_dir/profile.json name the
+// convolution and the autograd nodes of the backward, with self time <= total time.
+TEST(Hooks, ProfilerHookTablesTheOperatorsOfTheRecordedIterations) {
+  const auto cfg = Config::parse(std::string(kTrainYaml) +
+                                     "hooks: [{type: ProfilerHook, start_iter: 4, num_iters: 3, "
+                                     "top: 8}]\n",
+                                 "train.yaml");
+  TempDir dir("profile");
+  run(cfg, dir.path.string());
+  std::ifstream log(dir.file("train.log"));
+  std::stringstream text;
+  text << log.rdbuf();
+  EXPECT_NE(text.str().find("profile of iterations 5-7 ("), std::string::npos) << text.str();
+  std::ifstream in(dir.file("profile.json"));
+  ASSERT_TRUE(in.good());
+  std::stringstream json;
+  json << in.rdbuf();
+  const std::string j = json.str();
+  EXPECT_EQ(j.rfind("{\"iterations\": 3, \"wall_ms_per_iter\": ", 0), 0u) << j.substr(0, 200);
+  EXPECT_NE(j.find("\"name\": \"aten::conv2d\""), std::string::npos);
+  EXPECT_NE(j.find("Backward"), std::string::npos);  // autograd nodes of loss.backward()
+  // every entry: self_ms <= total_ms
+  size_t pos = 0;
+  int entries = 0;
+  while ((pos = j.find("\"self_ms\": ", pos)) != std::string::npos) {
+    const double self = std::stod(j.substr(pos + 11));
+    const size_t t = j.find("\"total_ms\": ", pos);
+    ASSERT_NE(t, std::string::npos);
+    EXPECT_LE(self, std::stod(j.substr(t + 12)) + 1e-3);
+    pos = t;
+    ++entries;
+  }
+  EXPECT_GT(entries, 10);
+  EXPECT_THROW(
+      HookRegistry().build(Config::parse("{type: ProfilerHook, num_iters: 0}", "p.yaml")), Error);
+}
+
 TEST(Runner, ResumeGivesTheUninterruptedTrajectory) {
   const auto cfg = Config::parse(kTrainYaml, "train.yaml");
   const auto full = run(cfg, "");
@@ -479,7 +516,7 @@ hooks:
   const auto unknown = error_of([&] { build_hooks(cfg, false); });
   EXPECT_NE(unknown.find("hooks.yaml: hooks[0].type: unknown hook 'EMAHook' (known: "
                          "CheckpointHook, EvalHook, IterTimerHook, LoggerHook, LrSchedulerHook, "
-                         "OptimizerHook, ThreadGovernorHook)"),
+                         "OptimizerHook, ProfilerHook, ThreadGovernorHook)"),
             std::string::npos)
       << unknown;
   cfg.set_override("hooks=[{type: LoggerHook, every: 3}]");

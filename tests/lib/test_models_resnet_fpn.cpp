@@ -100,6 +100,51 @@ TEST(ResNet, FrozenBatchNormHasBuffersOnlyAndAppliesTheAffineMap) {
   EXPECT_TRUE(torch::allclose(bn->forward(x), expected, 1e-5, 1e-5));
 }
 
+TEST(ResNet, GroupNormBackboneIsPerImageAndKeepsTorchvisionNames) {
+  torch::manual_seed(0);
+  auto net = std::dynamic_pointer_cast<ResNetImpl>(BackboneRegistry().build(Config::parse(
+      "{b: {type: ResNet, depth: 18, base_channels: 16, norm: GN, gn_groups: 8}}", "m.yaml")["b"]));
+  ASSERT_TRUE(net);
+  EXPECT_EQ(net->options().gn_groups(), 8);
+  const auto params = net->named_parameters();
+  EXPECT_TRUE(params.contains("bn1.weight"));
+  EXPECT_TRUE(params.contains("layer2.0.downsample.1.bias"));
+  EXPECT_EQ(net->named_buffers().size(), 0u);  // no running statistics
+  auto* gn = net->named_modules()["layer3.1.bn2"]->as<torch::nn::GroupNorm>();
+  ASSERT_NE(gn, nullptr);
+  EXPECT_EQ(gn->options.num_groups(), 8);
+  EXPECT_EQ(gn->options.num_channels(), 64);
+
+  // Training mode: an image's features do not depend on the rest of its batch (BatchNorm's do).
+  net->train();
+  const auto images = torch::randn({3, 3, 64, 64});
+  const auto batch = net->forward(images);
+  const auto alone = net->forward(images.slice(0, 1, 2));
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(batch[i].slice(0, 1, 2), alone[i], 1e-4, 1e-5)) << i;
+  }
+  // Nothing to fold: inference after fuse_for_inference is the training-mode function.
+  net->eval();
+  net->fuse_for_inference();
+  const auto fused = net->forward(images);
+  for (size_t i = 0; i < batch.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(fused[i], batch[i], 1e-4, 1e-5)) << i;
+  }
+
+  const auto divide_msg = error_of([] {
+    BackboneRegistry().build(Config::parse(
+        "{b: {type: ResNet, depth: 18, base_channels: 24, norm: GN, gn_groups: 16}}",
+        "m.yaml")["b"]);
+  });
+  EXPECT_NE(divide_msg.find("b.gn_groups (16) must divide base_channels (24)"), std::string::npos)
+      << divide_msg;
+  const auto orphan_msg = error_of([] {
+    BackboneRegistry().build(
+        Config::parse("{b: {type: ResNet, depth: 18, gn_groups: 16}}", "m.yaml")["b"]);
+  });
+  EXPECT_NE(orphan_msg.find("gn_groups needs norm: GN"), std::string::npos) << orphan_msg;
+}
+
 TEST(ResNet, ConfigErrorsNameTheKeyPath) {
   const auto msg = error_of([] {
     BackboneRegistry().build(Config::parse("{backbone: {type: ResNet, depth: 18, widht: 32}}",

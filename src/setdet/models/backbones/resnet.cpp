@@ -14,10 +14,14 @@ torch::nn::Conv2d conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
       torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2).bias(false));
 }
 
-torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride, NormKind norm) {
+torch::nn::Sequential make_downsample(int64_t in, int64_t out, int64_t stride, NormKind norm,
+                                      int64_t gn_groups) {
   torch::nn::Sequential seq;
   seq->push_back(conv(in, out, 1, stride));
   switch (norm) {
+    case NormKind::kGroupNorm:
+      seq->push_back(Float32GroupNorm(torch::nn::GroupNormOptions(gn_groups, out)));
+      break;
     case NormKind::kFrozenBatchNorm:
       seq->push_back(FrozenBatchNorm2d(out));
       break;
@@ -85,8 +89,12 @@ FusedConvNorm fold_frozen(const torch::nn::Conv2dImpl& conv, const FrozenBatchNo
 }  // namespace
 
 Norm2d::Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels,
-               NormKind kind) {
+               NormKind kind, int64_t gn_groups) {
   switch (kind) {
+    case NormKind::kGroupNorm:
+      gn_ = parent.register_module(
+          name, Float32GroupNorm(torch::nn::GroupNormOptions(gn_groups, channels)));
+      break;
     case NormKind::kFrozenBatchNorm:
       frozen_ = parent.register_module(name, FrozenBatchNorm2d(channels));
       break;
@@ -100,17 +108,20 @@ Norm2d::Norm2d(torch::nn::Module& parent, const std::string& name, int64_t chann
 }
 
 at::Tensor Norm2d::operator()(const at::Tensor& x) {
+  if (gn_) return gn_(x);
   if (sync_) return sync_(x);
   return bn_ ? bn_(x) : frozen_(x);
 }
 
 std::shared_ptr<torch::nn::Module> Norm2d::ptr() const {
+  if (gn_) return gn_.ptr();
   if (sync_) return sync_.ptr();
   if (bn_) return bn_.ptr();
   return frozen_.ptr();
 }
 
 FusedConvNorm Norm2d::fuse_after(const torch::nn::Conv2dImpl& conv) const {
+  TORCH_CHECK(!gn_, "ResNet: a GroupNorm cannot be folded into the conv before it");
   if (frozen_) return fold_frozen(conv, *frozen_);
   if (sync_) return fold_batch_norm(conv, *sync_);
   return fold_batch_norm(conv, *bn_);
@@ -132,14 +143,15 @@ FusedConvNorm fuse_downsample(const torch::nn::Sequential& downsample) {
 
 }  // namespace
 
-BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm) {
+BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm,
+                               int64_t gn_groups) {
   conv1_ = register_module("conv1", conv(in_channels, width, 3, stride));
-  bn1_ = Norm2d(*this, "bn1", width, norm);
+  bn1_ = Norm2d(*this, "bn1", width, norm, gn_groups);
   conv2_ = register_module("conv2", conv(width, width, 3, 1));
-  bn2_ = Norm2d(*this, "bn2", width, norm);
+  bn2_ = Norm2d(*this, "bn2", width, norm, gn_groups);
   if (stride != 1 || in_channels != width * kExpansion) {
     downsample_ = register_module("downsample",
-                                  make_downsample(in_channels, width * kExpansion, stride, norm));
+                                  make_downsample(in_channels, width * kExpansion, stride, norm, gn_groups));
   }
 }
 
@@ -168,16 +180,17 @@ void BasicBlockImpl::unfuse() {
   fused_ = false;
 }
 
-BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm) {
+BottleneckImpl::BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm,
+                               int64_t gn_groups) {
   conv1_ = register_module("conv1", conv(in_channels, width, 1, 1));
-  bn1_ = Norm2d(*this, "bn1", width, norm);
+  bn1_ = Norm2d(*this, "bn1", width, norm, gn_groups);
   conv2_ = register_module("conv2", conv(width, width, 3, stride));
-  bn2_ = Norm2d(*this, "bn2", width, norm);
+  bn2_ = Norm2d(*this, "bn2", width, norm, gn_groups);
   conv3_ = register_module("conv3", conv(width, width * kExpansion, 1, 1));
-  bn3_ = Norm2d(*this, "bn3", width * kExpansion, norm);
+  bn3_ = Norm2d(*this, "bn3", width * kExpansion, norm, gn_groups);
   if (stride != 1 || in_channels != width * kExpansion) {
     downsample_ = register_module("downsample",
-                                  make_downsample(in_channels, width * kExpansion, stride, norm));
+                                  make_downsample(in_channels, width * kExpansion, stride, norm, gn_groups));
   }
 }
 
@@ -225,14 +238,18 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     TORCH_CHECK(i == 0 || idx > options_.out_indices()[i - 1],
                 "ResNet: out_indices must be strictly increasing");
   }
-  TORCH_CHECK(!(options_.frozen_bn() && options_.sync_bn()),
-              "ResNet: frozen_bn and sync_bn exclude each other");
-  const NormKind norm = options_.frozen_bn() ? NormKind::kFrozenBatchNorm
-                        : options_.sync_bn() ? NormKind::kSyncBatchNorm
-                                             : NormKind::kBatchNorm;
+  const int64_t gn = options_.gn_groups();
+  TORCH_CHECK(int{options_.frozen_bn()} + int{options_.sync_bn()} + int{gn != 0} <= 1,
+              "ResNet: frozen_bn, sync_bn and gn_groups exclude each other");
+  TORCH_CHECK(gn >= 0 && (gn == 0 || base % gn == 0), "ResNet: gn_groups (", gn,
+              ") must divide base_channels (", base, ")");
+  const NormKind norm = gn > 0                ? NormKind::kGroupNorm
+                        : options_.frozen_bn() ? NormKind::kFrozenBatchNorm
+                        : options_.sync_bn()   ? NormKind::kSyncBatchNorm
+                                               : NormKind::kBatchNorm;
 
   conv1_ = register_module("conv1", conv(options_.in_channels(), base, 7, 2));
-  bn1_ = Norm2d(*this, "bn1", base, norm);
+  bn1_ = Norm2d(*this, "bn1", base, norm, gn);
   int64_t in_channels = base;
   for (int64_t stage = 0; stage < 4; ++stage) {
     const int64_t width = base << stage;
@@ -240,10 +257,10 @@ ResNetImpl::ResNetImpl(const ResNetOptions& options) : options_(options) {
     torch::nn::Sequential layer;
     for (int64_t b = 0; b < spec.blocks[stage]; ++b) {
       if (spec.bottleneck) {
-        layer->push_back(Bottleneck(in_channels, width, b == 0 ? stride : 1, norm));
+        layer->push_back(Bottleneck(in_channels, width, b == 0 ? stride : 1, norm, gn));
         in_channels = width * BottleneckImpl::kExpansion;
       } else {
-        layer->push_back(BasicBlock(in_channels, width, b == 0 ? stride : 1, norm));
+        layer->push_back(BasicBlock(in_channels, width, b == 0 ? stride : 1, norm, gn));
         in_channels = width * BasicBlockImpl::kExpansion;
       }
     }
@@ -301,6 +318,7 @@ void for_each_block(std::vector<torch::nn::Sequential>& layers, F&& f) {
 
 void ResNetImpl::fuse_for_inference() {
   TORCH_CHECK(!is_training(), "ResNet::fuse_for_inference: call eval() first");
+  if (options_.gn_groups() > 0) return;  // GroupNorm normalises per image: nothing to fold
   stem_ = bn1_.fuse_after(*conv1_);
   for_each_block(layers_, [](auto& block) { block.fuse(); });
   fused_ = true;
@@ -340,8 +358,8 @@ std::vector<ShapeSpec> ResNetImpl::output_shape() const {
 }
 
 ResNetOptions resnet_options_from_config(const Config& cfg) {
-  cfg.check_keys({"type", "depth", "base_channels", "in_channels", "norm", "frozen_bn",
-                  "frozen_stages", "out_indices"});
+  cfg.check_keys({"type", "depth", "base_channels", "in_channels", "norm", "gn_groups",
+                  "frozen_bn", "frozen_stages", "out_indices"});
   ResNetOptions opts(cfg.get<int64_t>("depth", 50));
   opts.base_channels(cfg.get<int64_t>("base_channels", 64))
       .in_channels(cfg.get<int64_t>("in_channels", 3))
@@ -349,13 +367,16 @@ ResNetOptions resnet_options_from_config(const Config& cfg) {
       .frozen_stages(cfg.get<int64_t>("frozen_stages", -1));
   if (cfg.has("norm")) {
     const auto norm = cfg.get<std::string>("norm");
-    SETDET_CHECK(norm == "BN" || norm == "SyncBN" || norm == "FrozenBN", cfg["norm"].where(),
-                 ": expected BN, SyncBN or FrozenBN, got '", norm, "'");
+    SETDET_CHECK(norm == "BN" || norm == "SyncBN" || norm == "FrozenBN" || norm == "GN",
+                 cfg["norm"].where(), ": expected BN, SyncBN, FrozenBN or GN, got '", norm, "'");
     SETDET_CHECK(!cfg.has("frozen_bn") || opts.frozen_bn() == (norm == "FrozenBN"), cfg.where(),
                  ": norm '", norm,
                  "' contradicts frozen_bn: ", opts.frozen_bn() ? "true" : "false");
     opts.frozen_bn(norm == "FrozenBN").sync_bn(norm == "SyncBN");
+    if (norm == "GN") opts.gn_groups(cfg.get<int64_t>("gn_groups", 32));
   }
+  SETDET_CHECK(!cfg.has("gn_groups") || opts.gn_groups() > 0, cfg["gn_groups"].where(),
+               ": gn_groups needs norm: GN");
   if (cfg.has("out_indices")) opts.out_indices(cfg.get<std::vector<int64_t>>("out_indices"));
   const int64_t depth = opts.depth();
   SETDET_CHECK(depth == 18 || depth == 34 || depth == 50 || depth == 101 || depth == 152,
@@ -364,6 +385,9 @@ ResNetOptions resnet_options_from_config(const Config& cfg) {
                opts.base_channels());
   SETDET_CHECK(opts.in_channels() > 0, cfg.where(), ".in_channels: expected > 0, got ",
                opts.in_channels());
+  SETDET_CHECK(opts.gn_groups() == 0 || opts.base_channels() % opts.gn_groups() == 0,
+               cfg.where(), ".gn_groups (", opts.gn_groups(),
+               ") must divide base_channels (", opts.base_channels(), ")");
   SETDET_CHECK(opts.frozen_stages() >= -1 && opts.frozen_stages() <= 4, cfg.where(),
                ".frozen_stages: expected an integer in [-1, 4], got ", opts.frozen_stages());
   for (int64_t i : opts.out_indices()) {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "setdet/config/config.h"
+#include "setdet/layers/float32_group_norm.h"
 #include "setdet/layers/frozen_batch_norm.h"
 #include "setdet/layers/fused_conv_norm.h"
 #include "setdet/layers/sync_batch_norm.h"
@@ -26,34 +27,41 @@ struct ResNetOptions {
   TORCH_ARG(bool, frozen_bn) = false;      // FrozenBatchNorm2d instead of BatchNorm2d everywhere
   // SyncBatchNorm instead of BatchNorm2d: statistics over every data-parallel process's images.
   TORCH_ARG(bool, sync_bn) = false;
+  // > 0: GroupNorm with this many groups instead of BatchNorm2d everywhere (Wu & He 2018; no batch
+  // statistics, so it trains from scratch on small batches; not folded for inference).
+  TORCH_ARG(int64_t, gn_groups) = 0;
   // -1: train everything; 0: freeze the stem; k >= 1: the stem and layer1..layerk (no gradient,
   // their BatchNorms stay in eval mode).
   TORCH_ARG(int64_t, frozen_stages) = -1;
   TORCH_ARG(std::vector<int64_t>, out_indices) = std::vector<int64_t>{1, 2, 3};  // 0 = layer1 (C2)
 };
 
-enum class NormKind { kBatchNorm, kSyncBatchNorm, kFrozenBatchNorm };
+enum class NormKind { kBatchNorm, kSyncBatchNorm, kFrozenBatchNorm, kGroupNorm };
 
-// A BatchNorm2d, SyncBatchNorm or FrozenBatchNorm2d, registered under the caller's name.
+// A BatchNorm2d, SyncBatchNorm, FrozenBatchNorm2d or GroupNorm, registered under the caller's
+// name.
 class Norm2d {
  public:
   Norm2d() = default;
-  Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, NormKind kind);
+  Norm2d(torch::nn::Module& parent, const std::string& name, int64_t channels, NormKind kind,
+         int64_t gn_groups = 0);
   at::Tensor operator()(const at::Tensor& x);
   std::shared_ptr<torch::nn::Module> ptr() const;
-  // conv followed by this norm (eval-mode statistics) as one conv.
+  // conv followed by this norm (eval-mode statistics) as one conv; not for GroupNorm.
   FusedConvNorm fuse_after(const torch::nn::Conv2dImpl& conv) const;
 
  private:
   torch::nn::BatchNorm2d bn_{nullptr};
   SyncBatchNorm sync_{nullptr};
   FrozenBatchNorm2d frozen_{nullptr};
+  Float32GroupNorm gn_{nullptr};
 };
 
 class BasicBlockImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 1;
-  BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm);
+  BasicBlockImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm,
+                 int64_t gn_groups = 0);
   at::Tensor forward(const at::Tensor& x);
   // Folds every norm into its conv; forward uses the folded convs in eval mode.
   void fuse();
@@ -72,7 +80,8 @@ TORCH_MODULE(BasicBlock);
 class BottleneckImpl : public torch::nn::Module {
  public:
   static constexpr int64_t kExpansion = 4;
-  BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm);
+  BottleneckImpl(int64_t in_channels, int64_t width, int64_t stride, NormKind norm,
+                 int64_t gn_groups = 0);
   at::Tensor forward(const at::Tensor& x);
   // Folds every norm into its conv; forward uses the folded convs in eval mode.
   void fuse();
@@ -98,7 +107,7 @@ class ResNetImpl : public Backbone, public InferenceFusable {
   // Keeps the BatchNorms of frozen stages in eval mode; training mode also drops the folding.
   void train(bool on = true) override;
   // Inference: every BatchNorm / FrozenBatchNorm folded into the conv before it (eval mode only;
-  // parameter and buffer names unchanged). Folded tensors are rebuilt when the weights change in
+  // parameter and buffer names unchanged; GroupNorm cannot be folded and stays as it is). Folded tensors are rebuilt when the weights change in
   // place (e.g. load_state_dict after fusing).
   void fuse_for_inference() override;
   void unfuse() override;
