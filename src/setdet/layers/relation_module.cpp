@@ -1,5 +1,6 @@
 #include "setdet/layers/relation_module.h"
 
+#include "setdet/layers/geometric_weight.h"
 #include "setdet/layers/onednn_matmul.h"
 
 #include <c10/core/impl/LocalDispatchKeySet.h>
@@ -90,8 +91,8 @@ at::Tensor RelationModuleImpl::geometry_embedding(const at::Tensor& boxes, int64
   return sinusoid_embedding(relative_geometry(b, b.narrow(0, 0, m)), options_.geometry_dim());
 }
 
-at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t num_keys,
-                                                const at::Tensor& embedding) {
+at::Tensor RelationModuleImpl::checked_embedding(const at::Tensor& boxes, int64_t num_keys,
+                                                 const at::Tensor& embedding) const {
   TORCH_CHECK(options_.geometry() == "ours", "RelationModule: geometry '", options_.geometry(),
               "' has no geometric weight");
   const at::Tensor emb =
@@ -100,6 +101,12 @@ at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t
                   emb.size(2) == options_.geometry_dim(),
               "RelationModule: the geometry embedding must be [", boxes.size(0), ", M, ",
               options_.geometry_dim(), "], got ", emb.sizes());
+  return emb;
+}
+
+at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t num_keys,
+                                                const at::Tensor& embedding) {
+  const at::Tensor emb = checked_embedding(boxes, num_keys, embedding);
   return at::relu(linear(emb, geometry_)).permute({2, 0, 1});  // [N_r, N, M]
 }
 
@@ -130,7 +137,9 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
       batched_matmul(q, k).to(dtype) / std::sqrt(static_cast<double>(o.key_dim()));  // [N_r, N, M]
   if (o.geometry() == "ours") {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    logits = logits + geometric_weight(boxes.to(dtype), m, embedding).clamp_min(1e-6).log();
+    const at::Tensor emb = checked_embedding(boxes.to(dtype), m, embedding);
+    logits = logits + log_geometric_weight(emb.to(geometry_->weight.scalar_type()),
+                                           geometry_->weight, geometry_->bias);
   }
   return logits;
 }

@@ -68,6 +68,9 @@ class RelationModuleImpl : public torch::nn::Module {
  private:
   at::Tensor logits(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys,
                     const at::Tensor& embedding = {});
+  // `embedding` or, if undefined, geometry_embedding(boxes, num_keys), shape-checked.
+  at::Tensor checked_embedding(const at::Tensor& boxes, int64_t num_keys,
+                               const at::Tensor& embedding) const;
 
   RelationModuleOptions options_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, geometry_{nullptr};
