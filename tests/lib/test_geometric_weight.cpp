@@ -88,6 +88,14 @@ TEST(LogGeometricWeight, ClampedProductsGetNoGradientAndAnEmbeddingWithGradientU
   EXPECT_EQ(w.grad().abs().max().item<float>(), 0.0f);
   EXPECT_EQ(b.grad().abs().max().item<float>(), 0.0f);
 
+  // denormal upstream gradients (a saturated softmax's) count as zero
+  const auto emb2 = at::rand({6, 7, 8}) + 0.5;
+  const auto w3 = (at::rand({8, 8}) * 0.5).requires_grad_();
+  const auto g_tiny = at::randn({8, 6, 7}) * 1e-40;
+  ASSERT_GT(g_tiny.abs().max().item<float>(), 0.0f);
+  (log_geometric_weight(emb2, w3, {}) * g_tiny).sum().backward();
+  EXPECT_EQ(w3.grad().abs().max().item<float>(), 0.0f);
+
   const auto e = at::randn({4, 4, 8}).requires_grad_();
   const auto w2 = at::randn({8, 8});
   log_geometric_weight(e, w2, at::ones({8})).sum().backward();
