@@ -318,7 +318,9 @@ TEST(SyncBatchNorm, ResNetNormChoice) {
               parse(", norm: SyncBN, frozen_bn: true");
             }).find("contradicts frozen_bn"),
             std::string::npos);
-  EXPECT_NE(test_util::error_of([&] { parse(", norm: GN"); }).find("expected BN, SyncBN"),
+  EXPECT_EQ(parse(", norm: GN, gn_groups: 8").gn_groups(), 8);
+  EXPECT_NE(test_util::error_of([&] { parse(", norm: LN"); })
+                .find("expected BN, SyncBN, FrozenBN or GN, got 'LN'"),
             std::string::npos);
   // eval: folded like a BatchNorm2d
   net->eval();
