@@ -167,6 +167,26 @@ bool use_avx2() {
 #endif
 }
 
+// The kernels for the running CPU (AVX2 + FMA where it has them, else the baseline), with
+// denormals as zero for their duration.
+void forward_kernel(const float* e, const float* wt, const float* b, float* out, int64_t P,
+                    int64_t D, int64_t H, int64_t p0, int64_t p1) {
+  const DenormalsAreZero daz;
+#ifdef SETDET_GEOMETRIC_HAS_AVX2
+  if (use_avx2()) return forward_avx2(e, wt, b, out, P, D, H, p0, p1);
+#endif
+  forward_baseline(e, wt, b, out, P, D, H, p0, p1);
+}
+
+void backward_kernel(const float* e, const float* g, float* gwt, int64_t D, int64_t H, int64_t p0,
+                     int64_t p1) {
+  const DenormalsAreZero daz;
+#ifdef SETDET_GEOMETRIC_HAS_AVX2
+  if (use_avx2()) return backward_avx2(e, g, gwt, D, H, p0, p1);
+#endif
+  backward_baseline(e, g, gwt, D, H, p0, p1);
+}
+
 // [begin, end) of part c when n items split into `parts` contiguous parts: fixed by the thread
 // count alone, so results do not depend on scheduling.
 std::pair<int64_t, int64_t> part(int64_t n, int64_t parts, int64_t c) {
@@ -185,14 +205,8 @@ at::Tensor forward_cpu(const at::Tensor& emb, const at::Tensor& weight, const at
   const float* wp = wt.data_ptr<float>();
   const float* bp = b.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  const bool avx2 = use_avx2();
   at::parallel_for(0, pairs, 256, [&](int64_t p0, int64_t p1) {
-    const DenormalsAreZero daz;
-#ifdef SETDET_GEOMETRIC_HAS_AVX2
-    if (avx2) return forward_avx2(ep, wp, bp, op, pairs, d, h, p0, p1);
-#endif
-    (void)avx2;
-    forward_baseline(ep, wp, bp, op, pairs, d, h, p0, p1);
+    forward_kernel(ep, wp, bp, op, pairs, d, h, p0, p1);
   });
   return out.log_();
 }
@@ -208,20 +222,10 @@ at::Tensor weight_grad_cpu(const at::Tensor& emb, const at::Tensor& gz) {
   const float* ep = e.data_ptr<float>();
   const float* gp = g.data_ptr<float>();
   float* pp = partial.data_ptr<float>();
-  const bool avx2 = use_avx2();
   at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
-    const DenormalsAreZero daz;
     for (int64_t c = c0; c < c1; ++c) {
       const auto [p0, p1] = part(pairs, parts, c);
-      float* acc = pp + c * d * h;
-#ifdef SETDET_GEOMETRIC_HAS_AVX2
-      if (avx2) {
-        backward_avx2(ep, gp, acc, d, h, p0, p1);
-        continue;
-      }
-#endif
-      (void)avx2;
-      backward_baseline(ep, gp, acc, d, h, p0, p1);
+      backward_kernel(ep, gp, pp + c * d * h, d, h, p0, p1);
     }
   });
   return partial.sum(0).t().contiguous();  // [h, d]
