@@ -5,6 +5,7 @@ and resuming, and input errors. One thread: tens of seconds even on a busy machi
 import csv
 import json
 import os
+import re
 import struct
 
 from cli_testing import CliTestCase
@@ -72,6 +73,7 @@ stage1:
   max_objects: 4
   attribute_min_score: 0.0
 stage2:
+  negative_fraction: 0.5
   spatial: {booster: dart, max_depth: 4, subsample: 0.5, lambda: 1, rate_drop: 0.1,
             num_rounds: 6, early_stopping_rounds: 3, eval_interval: 2}
   visual:
@@ -139,6 +141,16 @@ class VrdPipelineCliTest(CliTestCase):
         train = self.run_cli("vrd", "train", config)
         for stage in ("stage 2 spatial", "stage 2 visual: iter 3/3", "stage 3", "trained in"):
             self.assertIn(stage, train.stderr)
+        # both stage-2 models train on one sample of the pairs: those with a relationship and about
+        # half of the others (the paper's visual model uses the spatial model's samples)
+        candidates = int(re.search(r"stage 2: (\d+) candidate pairs", train.stderr).group(1))
+        sampled = int(re.search(r"stage 2: (\d+) of them train both models", train.stderr).group(1))
+        fit, val = map(int, re.search(r"stage 2 spatial: (\d+) pairs to fit \(\d+ images\), (\d+) "
+                                      r"for early stopping", train.stderr).groups())
+        visual = int(re.search(r"stage 2 visual: (\d+) training pairs", train.stderr).group(1))
+        self.assertLess(sampled, candidates)
+        self.assertEqual(fit + val, sampled)
+        self.assertEqual(visual, sampled)
         work = self.path("pipeline")
         with open(os.path.join(work, "vrd_model.json")) as f:
             model = json.load(f)
@@ -156,8 +168,8 @@ class VrdPipelineCliTest(CliTestCase):
                             "--vis-images", "3", "--vis-min-score", "0")
         self.assertIn("stage 1: object detector 0", proc.stderr)
         rows = self.read_rows(out)
-        with open(self.path("pred/dt_stage3.csv")) as f:
-            self.assertEqual(f.read(), open(out).read())
+        with open(self.path("pred/dt_stage3.csv")) as f, open(out) as g:
+            self.assertEqual(f.read(), g.read())
         images = {f"test_{i:06d}" for i in range(6)}
         seen_predicates = set()
         for r in rows:

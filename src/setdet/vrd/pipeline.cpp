@@ -136,14 +136,17 @@ VrdPipelineConfig VrdPipelineConfig::load(const std::string& file,
                c.detector_batch_size);
 
   const Config s2 = cfg["stage2"];
-  s2.check_keys({"boxes", "validation_fraction", "seed", "spatial", "visual"});
+  s2.check_keys({"boxes", "validation_fraction", "negative_fraction", "seed", "spatial", "visual"});
   c.stage2_gt_boxes = boxes_are_gt(s2, "gt");
   c.stage2_validation_fraction = fraction(s2, "validation_fraction", c.stage2_validation_fraction);
+  c.negative_fraction = s2.get<double>("negative_fraction", c.negative_fraction);
+  SETDET_CHECK(c.negative_fraction > 0.0 && c.negative_fraction <= 1.0, s2.where(),
+               ".negative_fraction: expected a fraction in (0, 1], got ", c.negative_fraction);
   c.stage2_seed = s2.get<uint64_t>("seed", 0);
   c.spatial = GbmOptions::from_config(s2["spatial"]);
   const Config v = s2["visual"];
   v.check_keys({"backbone", "init_backbone", "crop_size", "mask", "hidden", "dropout", "batch_size",
-                "epochs", "max_iters", "negative_fraction", "autocast", "log_interval", "optimizer",
+                "epochs", "max_iters", "autocast", "log_interval", "optimizer",
                 "lr_schedule"});
   c.visual_backbone = v["backbone"];
   if (const auto init = v.find("init_backbone")) {
@@ -167,9 +170,6 @@ VrdPipelineConfig VrdPipelineConfig::load(const std::string& file,
   c.visual.max_iters = v.get<int64_t>("max_iters", 0);
   c.visual.log_interval = v.get<int64_t>("log_interval", c.visual.log_interval);
   SETDET_CHECK(c.visual.log_interval >= 1, v.where(), ".log_interval: expected >= 1");
-  c.negative_fraction = v.get<double>("negative_fraction", c.negative_fraction);
-  SETDET_CHECK(c.negative_fraction > 0.0 && c.negative_fraction <= 1.0, v.where(),
-               ".negative_fraction: expected a fraction in (0, 1], got ", c.negative_fraction);
   c.visual.autocast =
       parse_autocast(v.get<std::string>("autocast", "off"), v.where() + ".autocast");
   c.visual.optimizer = v["optimizer"];
@@ -260,6 +260,22 @@ std::vector<bool> held_out_images(size_t n, double fraction, uint64_t seed) {
   return held;
 }
 
+// The stage-2 training pairs, shared by the spatial and the visual models as in the paper: every
+// pair with a relationship, and each other pair with probability `negative_fraction` (drawn per
+// row by Rng(seed), so the choice is a pure function of the table and the seed).
+std::vector<bool> sampled_pairs(const PairTable& t, double negative_fraction, uint64_t seed) {
+  const int64_t P = t.num_predicates;
+  std::vector<bool> keep(static_cast<size_t>(t.rows()), true);
+  if (negative_fraction >= 1.0) return keep;
+  for (int64_t r = 0; r < t.rows(); ++r) {
+    const uint8_t* y = t.labels.data() + r * P;
+    if (std::any_of(y, y + P, [](uint8_t v) { return v != 0; })) continue;
+    Rng rng({seed, kNegativeStream, static_cast<uint64_t>(r)});
+    keep[static_cast<size_t>(r)] = rng.uniform() < negative_fraction;
+  }
+  return keep;
+}
+
 std::vector<float> gather_rows(const std::vector<float>& m, int64_t cols,
                                const std::vector<int64_t>& rows) {
   std::vector<float> out(rows.size() * static_cast<size_t>(cols));
@@ -294,17 +310,21 @@ std::string model_file(const VrdPipelineConfig& c, const std::string& stage,
   return (fs::path(c.work_dir) / stage / name).string();
 }
 
-// Trains (or, resuming, loads) one binary model per predicate on rows of `x` ([rows, cols]),
-// early-stopping on the rows of held-out images.
+// Trains (or, resuming, loads) one binary model per predicate on the `keep` rows of `x`
+// ([rows, cols]; empty `keep`: every row), early-stopping on those of held-out images.
 std::vector<XgbBooster> train_predicate_models(const VrdPipelineConfig& c, const std::string& stage,
                                                const std::string& label, const std::string& prefix,
                                                const GbmOptions& options,
                                                const std::vector<float>& x, int64_t cols,
                                                const PairTable& t, const std::vector<bool>& held,
+                                               const std::vector<bool>& keep,
                                                const std::vector<std::string>& predicates,
                                                bool resume) {
   std::vector<int64_t> fit_rows, val_rows;
-  for (int64_t r = 0; r < t.rows(); ++r) (held[t.image[r]] ? val_rows : fit_rows).push_back(r);
+  for (int64_t r = 0; r < t.rows(); ++r) {
+    if (keep.empty() || keep[static_cast<size_t>(r)])
+      (held[t.image[r]] ? val_rows : fit_rows).push_back(r);
+  }
   say("{}: {} pairs to fit ({} images), {} for early stopping ({} images), {} features", label,
       fit_rows.size(), std::count(held.begin(), held.end(), false), val_rows.size(),
       std::count(held.begin(), held.end(), true), cols);
@@ -564,9 +584,13 @@ void train_vrd_pipeline(const VrdPipelineConfig& c, const VrdTrainOptions& optio
   const auto spatial_start = Clock::now();
   const std::vector<bool> held2 =
       held_out_images(train.images.size(), c.stage2_validation_fraction, c.stage2_seed);
-  const std::vector<XgbBooster> spatial =
-      train_predicate_models(c, "stage2", "stage 2 spatial", "spatial_", c.spatial, t2.features,
-                             t2.num_features, t2, held2, train.predicates, options.resume);
+  const std::vector<bool> sampled2 = sampled_pairs(t2, c.negative_fraction, c.stage2_seed);
+  say("stage 2: {} of them train both models (those with a relationship and {:.0f}% of the "
+      "others)",
+      std::count(sampled2.begin(), sampled2.end(), true), 100 * c.negative_fraction);
+  const std::vector<XgbBooster> spatial = train_predicate_models(
+      c, "stage2", "stage 2 spatial", "spatial_", c.spatial, t2.features, t2.num_features, t2,
+      held2, sampled2, train.predicates, options.resume);
   say("stage 2 spatial: {:.1f} s", since(spatial_start));
 
   const auto visual_start = Clock::now();
@@ -584,20 +608,15 @@ void train_vrd_pipeline(const VrdPipelineConfig& c, const VrdTrainOptions& optio
           c.init_backbone_checkpoint, n, c.init_backbone_prefix);
     }
     std::vector<VisualPair> pairs;
-    int64_t positives = 0;
     for (int64_t r = 0; r < t2.rows(); ++r) {
+      if (!sampled2[static_cast<size_t>(r)]) continue;
       const uint8_t* y = t2.labels.data() + r * P;
-      const bool any = std::any_of(y, y + P, [](uint8_t v) { return v != 0; });
-      Rng rng({c.stage2_seed, kNegativeStream, static_cast<uint64_t>(r)});
-      if (!any && rng.uniform() >= c.negative_fraction) continue;
       VisualPair p = visual_pair(train, train_objects, t2, r);
       p.labels.assign(y, y + P);
-      positives += any;
       pairs.push_back(std::move(p));
     }
-    say("stage 2 visual: {} training pairs ({} with a relationship, {:.0f}% of the others), "
-        "crops {}x{} ({} mask)",
-        pairs.size(), positives, 100 * c.negative_fraction, c.visual.crop.size, c.visual.crop.size,
+    say("stage 2 visual: {} training pairs, crops {}x{} ({} mask)", pairs.size(),
+        c.visual.crop.size, c.visual.crop.size,
         c.visual.crop.mask == CropMask::kHull ? "hull" : "boxes");
     const std::vector<cv::Mat> images = decode_images(train);
     train_visual_model(net, images, pairs, c.visual, [&](const VisualTrainProgress& p) {
@@ -642,7 +661,7 @@ void train_vrd_pipeline(const VrdPipelineConfig& c, const VrdTrainOptions& optio
       held_out_images(val.images.size(), c.stage3_validation_fraction, c.stage3_seed);
   train_predicate_models(c, "stage3", "stage 3", "stage3_", c.stage3, x3,
                          static_cast<int64_t>(stage3_feature_names(train.predicates).size()), t3,
-                         held3, train.predicates, options.resume);
+                         held3, {}, train.predicates, options.resume);
   say("stage 3: {:.1f} s", since(stage3_start));
 
   write_file_atomic((fs::path(c.work_dir) / "vrd_model.json").string(), manifest_json(c, train));

@@ -20,11 +20,11 @@
 //            conf_type}, attributes: {config, checkpoint}, separator: ':', plain: plain,
 //            score_threshold: 0.2, max_objects: 12, batch_size: 8, attribute_min_score: 0.01,
 //            attribute_max_per_image: 100}
-//   stage2: {boxes: gt | detections, validation_fraction: 0.15, seed: 0,
+//   stage2: {boxes: gt | detections, validation_fraction: 0.15, negative_fraction: 1, seed: 0,
 //            spatial: {booster: dart, max_depth: 10, ..., num_rounds, early_stopping_rounds},
 //            visual: {backbone: {...}, init_backbone: {checkpoint, prefix}, crop_size: 112,
 //                     mask: hull | boxes, hidden: [256, 128], dropout: 0.2, batch_size: 32,
-//                     epochs: 2, max_iters: 0, negative_fraction: 0.3, autocast: auto,
+//                     epochs: 2, max_iters: 0, autocast: auto,
 //                     log_interval: 50, optimizer: {...}, lr_schedule: {...}}}
 //   stage3: {boxes: detections | gt, validation_fraction: 0.25, seed: 0,
 //            xgboost: {booster: gbtree, max_depth: 8, ...}}
@@ -77,7 +77,8 @@ struct VrdPipelineConfig {
   std::string init_backbone_checkpoint, init_backbone_prefix = "backbone.body.";
   std::array<int64_t, 2> visual_hidden{256, 128};
   double visual_dropout = 0.2;
-  double negative_fraction = 0.3;
+  // the pairs both stage-2 models train on: all with a relationship, this fraction of the others
+  double negative_fraction = 1.0;
   VisualTrainOptions visual;
 
   // stage 3
