@@ -1,4 +1,4 @@
-# setdet: the README's commands. Each installs what it needs (idempotently) and builds first.
+# setdet: the commands of README.md and docs/getting_started.md. Each installs what it needs (idempotently) and builds first.
 BUILD_DIR ?= build
 ASAN_DIR ?= build-asan
 FUZZ_DIR ?= build-fuzz
