@@ -81,7 +81,9 @@ const RegisterCommand kBenchAllReduce{
       app.add_option("--config", o->config, "config YAML (model; distributed)")
           ->required()
           ->check(CLI::ExistingFile);
-      app.add_option("--nproc", o->nproc, "local worker processes")->check(CLI::Range(2, 1024));
+      app.add_option("--nproc", o->nproc, "local worker processes (required unless run by a launcher)")
+          ->default_str("")  // 0: not given
+          ->check(CLI::Range(2, 1024));
       app.add_option("--repeats", o->repeats, "timed all-reduces");
       app.add_option("--warmup", o->warmup, "untimed all-reduces first")
           ->check(CLI::NonNegativeNumber);

@@ -359,23 +359,27 @@ const RegisterCommand kDedup{
                                       "IoU threshold (nms: suppress when > thr, default 0.5; "
                                       "soft-nms: decay when >= thr, "
                                       "default 0.3; wbf: join a cluster when > thr, default 0.55)")
+                           ->default_str("")  // per method
                            ->check(kFinite);
       o->score_thr_opt = app.add_option("--score-thr", o->score_thr,
                                         "drop input detections with score < thr before dedup")
                              ->check(kFinite);
       o->max_dets_opt = app.add_option("--max-dets", o->max_dets,
                                        "keep at most this many detections per image (highest "
-                                       "scores, over all categories)");
+                                       "scores, over all categories; default: all)")
+                           ->default_str("");
       o->sigma_opt =
           app.add_option(
                  "--sigma", o->sigma,
                  "gaussian decay: soft-nms s *= exp(-iou^2 / sigma) (default 0.5); matrix-nms "
                  "exp(-sigma * iou^2) (default 2.0)")
+              ->default_str("")  // per method
               ->check(kFinite);
       o->min_score_opt = app.add_option("--min-score", o->min_score,
                                         "drop boxes whose decayed score falls below this "
                                         "(soft-nms, default 1e-3) or is <= "
                                         "this (matrix-nms, default 0)")
+                             ->default_str("")  // per method
                              ->check(kFinite);
       o->soft_method_opt = app.add_option("--soft-method", o->soft_method,
                                           "soft-nms decay: linear (default) | gaussian | naive")

@@ -241,10 +241,12 @@ const RegisterCommand kTrain{
           ->allow_extra_args(false);
       app.add_option("--nproc", o->nproc,
                      "data-parallel: start N local worker processes (data.train.batch_size is "
-                     "per process)")
+                     "per process; default: one process, or the launcher's)")
+          ->default_str("")  // 0: not given
           ->check(CLI::Range(1, 1024));
       app.add_option("--master-port", o->master_port,
                      "--nproc: the rendezvous port on 127.0.0.1 (default: a free one)")
+          ->default_str("")  // 0: a free one
           ->check(CLI::Range(0, 65535));
       return [o] { return run_train(*o); };
     }};

@@ -28,17 +28,17 @@ const RegisterSubcommand kVrdPredict{
           ->required()
           ->check(CLI::ExistingFile);
       app.add_option("--out", o->predict.out, "detections CSV of --variant");
-      app.add_option("--split", o->predict.split, "train | val | test (default test)");
+      app.add_option("--split", o->predict.split, "train | val | test");
       app.add_option("--variant", o->predict.variant,
-                     "spatial | visual | average | stage3 (default stage3)");
+                     "spatial | visual | average | stage3");
       app.add_option("--variants-dir", o->predict.variants_dir,
                      "also write dt_<variant>.csv for every variant into this directory");
       app.add_option("--vis", o->predict.vis,
                      "PNG of the split's first images with --variant's relationships drawn");
-      app.add_option("--vis-images", o->predict.vis_images, "images in the PNG (default 4)")
+      app.add_option("--vis-images", o->predict.vis_images, "images in the PNG")
           ->check(CLI::PositiveNumber);
       app.add_option("--vis-min-score", o->predict.vis_min_score,
-                     "relationships drawn from this score (default 0.5)");
+                     "relationships drawn from this score");
       app.add_option("--work-dir", o->work_dir,
                      "the trained pipeline's directory (default: the config's work_dir)");
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")
