@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: generates the synthetic shapes dataset, trains the demo FCOS on this machine's cores
-# within a fixed time budget, evaluates it (COCO summary), draws detections on a few validation
-# images and writes work_dirs/demo/metrics.json with AP, AP50, AP75 and total_seconds.
+# within a fixed time budget, evaluates it (COCO summary), finds the F1-best drawing threshold on
+# the val split (`setdet test`), draws ground truth | detections on a few validation images
+# (work_dirs/demo/vis/*.png and one sheet.png) and writes work_dirs/demo/metrics.json with AP, AP50,
+# AP75 and total_seconds.
 set -euo pipefail
 build_dir=${1:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,10 +20,12 @@ echo "== 2/4 training FCOS (half-width ResNet-18, FPN 64, 2x64 head) for the tim
 rm -f "$work"/latest.pt "$work"/epoch_*.pt "$work"/metrics.json
 "$bin" train "$config" --work-dir "$work"
 
-echo "== 3/4 detections drawn on validation images -> $work/vis/"
+echo "== 3/4 the F1-best drawing threshold on the val split; ground truth | detections -> $work/vis/"
+"$bin" test "$config" "$work/latest.pt" | tail -2
 images=()
 for i in 000000 000001 000002 000003 000004 000005; do images+=("$work/data/val/$i.jpg"); done
 "$bin" infer --config "$config" --checkpoint "$work/latest.pt" --out-dir "$work/vis" \
+  --sheet "$work/vis/sheet.png" --gt "$work/data/annotations/instances_val.json" \
   --json "$work/vis/detections.json" "${images[@]}"
 
 echo "== 4/4 metrics"

@@ -23,6 +23,7 @@
 #include "setdet/core/io/atomic_file.h"
 #include "setdet/core/io/coco.h"
 #include "setdet/core/io/json_text.h"
+#include "setdet/core/io/score_threshold_file.h"
 #include "setdet/engine/evaluator.h"
 #include "setdet/engine/loader_source.h"
 #include "setdet/engine/runner.h"
@@ -79,6 +80,7 @@ int run_test(const TestOptions& o) {
   data.source = std::make_shared<LoaderBatchSource>(loader);
   data.gt = loader->dataset().ground_truth();
   data.label_to_category = loader->dataset().label_to_category();
+  data.params.operating_point = true;
 
   const std::string configured_mode = model->output_mode();
   if (!model->output_modes().empty()) std::cout << "== output mode " << configured_mode << "\n";
@@ -92,6 +94,19 @@ int run_test(const TestOptions& o) {
       result.inference_seconds > 0 ? static_cast<double>(result.images) / result.inference_seconds
                                    : 0.0,
       result.eval_seconds, loaded.describe());
+  // the drawing threshold `setdet infer` and setdet::Detector use for this checkpoint
+  const CocoOperatingPoint& op = result.coco.operating_point;
+  std::string stored = score_threshold_path(o.checkpoint);
+  try {
+    write_score_threshold(o.checkpoint, op, split, result.images);
+  } catch (const Error& e) {  // e.g. a read-only model directory: the evaluation still counts
+    std::cerr << "setdet test: warning: the score threshold is not stored: " << e.what() << "\n";
+    stored = "not stored";
+  }
+  std::cout << fmt::format(
+      "F1-best score threshold {:.4f} (IoU {:.2f}: F1 {:.3f}, precision {:.3f}, recall {:.3f}) -> "
+      "{}\n",
+      op.score_threshold, op.iou_threshold, op.f1, op.precision, op.recall, stored);
 
   // Variants of the same weights evaluated side by side: each --dedup choice (on the configured
   // output mode), else every output mode of a detector with several (FCOS_PSS: "nms_free",
@@ -165,6 +180,8 @@ int run_test(const TestOptions& o) {
       os << "\"" << name << "\": " << json_number(value) << ", ";
     }
     if (!configured_mode.empty()) os << "\"output_mode\": \"" << configured_mode << "\", ";
+    os << "\"score_threshold_f1\": " << json_number(op.score_threshold)
+       << ", \"F1\": " << json_number(op.f1) << ", ";
     for (const auto& m : results) {
       for (const auto& [name, value] : m.stats) {
         os << "\"" << name << "_" << m.variant->tag << "\": " << json_number(value) << ", ";

@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "setdet/config/config.h"
+#include "setdet/core/io/score_threshold_file.h"
 #include "setdet/data/dataset.h"
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
@@ -93,6 +94,8 @@ struct Detector::Impl {
   // The model's duplicate removal as configured (null: its output has none).
   std::optional<DuplicateRemovalConfig> configured_dedup;
   DetectOptions options;
+  std::optional<double> drawing_threshold;
+  std::string drawing_threshold_source;
   // detect() holds it shared, set_options() exclusively (it rewrites the model's test_cfg.nms).
   mutable std::shared_mutex mutex;
 
@@ -203,6 +206,10 @@ Detector::Detector(const std::string& config_path, const std::string& checkpoint
     }
     impl_->load_class_names(cfg, options);
     impl_->apply(options.detect);
+    if (const auto stored = read_score_threshold(checkpoint_path)) {
+      impl_->drawing_threshold = stored->point.score_threshold;
+      impl_->drawing_threshold_source = stored->path;
+    }
   });
 }
 
@@ -233,6 +240,12 @@ int64_t Detector::num_classes() const { return impl_->model->num_classes(); }
 const std::vector<std::string>& Detector::class_names() const { return impl_->class_names; }
 
 const std::string& Detector::class_names_warning() const { return impl_->class_names_warning; }
+
+std::optional<double> Detector::drawing_threshold() const { return impl_->drawing_threshold; }
+
+const std::string& Detector::drawing_threshold_source() const {
+  return impl_->drawing_threshold_source;
+}
 
 std::string Detector::describe_dedup() const {
   std::shared_lock<std::shared_mutex> lock(impl_->mutex);

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <opencv2/core/mat.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,13 @@ class Detector {
   const std::vector<std::string>& class_names() const;
   // Why class_names() are plain numbers ("" when they are real names).
   const std::string& class_names_warning() const;
+  // The score from which to draw or report detections when none is chosen: the F1-best threshold
+  // `setdet test` found for this checkpoint and stored beside it (CKPT_DIR/<stem>.
+  // score_threshold.json, ignored once the checkpoint changes); nothing when there is none.
+  // detect() does not apply it (DetectOptions.score_threshold does that).
+  std::optional<double> drawing_threshold() const;
+  // The file it came from ("" without one).
+  const std::string& drawing_threshold_source() const;
   // The duplicate removal in use, e.g. "nms(iou 0.60)" ("" when the output has none).
   std::string describe_dedup() const;
 

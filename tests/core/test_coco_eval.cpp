@@ -288,6 +288,89 @@ TEST(CocoEvalSemantics, IouExactlyAtTheThresholdMatches) {
   EXPECT_EQ(r.category_ap(1), -1.0);  // category 2 has no ground truth
 }
 
+TEST(CocoOperatingPoint, F1BestThresholdByHand) {
+  // image 1: two GT of class 1 and a crowd region; image 2: one GT of class 2
+  const CocoDataset gt = one_image_gt({ann(1, {0, 0, 10, 10}), ann(2, {50, 0, 10, 10}),
+                                       ann(3, {0, 50, 40, 40}, true),
+                                       ann(4, {0, 0, 20, 20}, false, -1, 2, 2)});
+  const std::vector<CocoDetection> dets{
+      det({0, 0, 10, 10}, 0.9),              // TP
+      det({10, 60, 10, 10}, 0.85),           // inside the crowd: ignored, counts nowhere
+      det({70, 70, 10, 10}, 0.8),            // FP
+      det({0, 0, 20, 20}, 0.7, 2, 2),        // TP (class 2)
+      det({50, 0, 10, 10}, 0.4),             // TP
+      det({80, 0, 10, 10}, 0.3),             // FP
+      det({0, 0, 10, 10}, 0.3),              // duplicate of GT 1: FP, tied with the one above
+  };
+  CocoEvalParams p;
+  p.operating_point = true;
+  const CocoOperatingPoint op = evaluate_coco(gt, dets, p).operating_point;
+  // F1 = 2 TP / (TP + FP + 3) at 0.9: 2/4; 0.8: 2/5; 0.7: 4/6; 0.4: 6/7 (best); 0.3: 6/9
+  EXPECT_EQ(op.iou_threshold, 0.5);
+  EXPECT_EQ(op.score_threshold, 0.4);
+  EXPECT_DOUBLE_EQ(op.f1, 6.0 / 7.0);
+  EXPECT_EQ(op.true_positives, 3);
+  EXPECT_EQ(op.false_positives, 1);
+  EXPECT_EQ(op.ground_truth, 3);
+  EXPECT_DOUBLE_EQ(op.precision, 0.75);
+  EXPECT_DOUBLE_EQ(op.recall, 1.0);
+  // off by default: pycocotools computes nothing of the kind
+  EXPECT_EQ(evaluate_coco(gt, dets).operating_point.f1, 0.0);
+}
+
+TEST(CocoOperatingPoint, MatchesEvaluatingEveryThresholdAgain) {
+  // no crowds and area "all": every kept detection is a TP or an FP, and TP = recall x GT count
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  CocoDataset gt;
+  gt.categories = {{1, "a", ""}, {2, "b", ""}, {3, "c", ""}};
+  std::vector<CocoDetection> dets;
+  std::vector<int64_t> per_category(3, 0);
+  int64_t id = 1;
+  for (int64_t im = 1; im <= 12; ++im) {
+    gt.images.push_back({im, "x.jpg", 200, 200});
+    for (int g = 0; g < 4; ++g) {
+      const int64_t cat = 1 + static_cast<int64_t>(u(rng) * 3);
+      const std::array<double, 4> box{u(rng) * 150, u(rng) * 150, 10 + u(rng) * 40,
+                                      10 + u(rng) * 40};
+      gt.annotations.push_back({id++, im, cat, box, box[2] * box[3], false});
+      ++per_category[static_cast<size_t>(cat - 1)];
+      for (int d = 0; d < 3; ++d) {  // jittered copies: TPs, duplicates and misses
+        const std::array<double, 4> jit{box[0] + (u(rng) - 0.5) * 12, box[1] + (u(rng) - 0.5) * 12,
+                                        box[2], box[3]};
+        dets.push_back({im, cat, jit, std::round(u(rng) * 20) / 20});  // ties on purpose
+      }
+    }
+  }
+  gt.index();
+  CocoEvalParams p;
+  p.operating_point = true;
+  const CocoOperatingPoint op = evaluate_coco(gt, dets, p).operating_point;
+  std::vector<double> thresholds;
+  for (const auto& d : dets) thresholds.push_back(d.score);
+  std::sort(thresholds.begin(), thresholds.end(), std::greater<>());
+  thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
+  double best_f1 = 0.0, best_thr = 0.0;
+  for (double thr : thresholds) {
+    std::vector<CocoDetection> kept;
+    for (const auto& d : dets) {
+      if (d.score >= thr) kept.push_back(d);
+    }
+    const CocoEvalResult r = evaluate_coco(gt, kept);
+    double tp = 0.0;
+    for (size_t k = 0; k < 3; ++k) tp += std::round(r.recall_at(0, k, 0, 2) * per_category[k]);
+    const double f1 = 2 * tp / (static_cast<double>(kept.size()) + gt.annotations.size());
+    if (f1 > best_f1) {
+      best_f1 = f1;
+      best_thr = thr;
+    }
+  }
+  EXPECT_GT(best_f1, 0.0);
+  EXPECT_DOUBLE_EQ(op.f1, best_f1);
+  EXPECT_EQ(op.score_threshold, best_thr);
+  EXPECT_EQ(op.ground_truth, static_cast<int64_t>(gt.annotations.size()));
+}
+
 TEST(CocoEvalSemantics, CrowdIouIsOverTheDetectionAndAbsorbsManyDetections) {
   // a crowd region 100x100 and one regular GT; detections inside the crowd are ignored
   const CocoDataset gt = one_image_gt({ann(1, {0, 0, 100, 100}, true), ann(2, {0, 0, 10, 10})});

@@ -15,8 +15,8 @@ def option_line(help_text, option):
 
 class CliHelpTest(CliTestCase):
     def test_help_shows_the_defaults(self):
-        infer = self.run_cli("infer", "--help").stdout
-        self.assertIn("]=0.3", option_line(infer, "--score-thr"))
+        synth = self.run_cli("data", "synth", "--help").stdout
+        self.assertIn("]=256", option_line(synth, "--size"))
         synth = self.run_cli("data", "synth", "--help").stdout
         self.assertIn("=2000", option_line(synth, "--num-train"))
         self.assertIn("=jpg", option_line(synth, "--format"))

@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 import unittest
@@ -112,11 +113,62 @@ class TrainInferCliTest(unittest.TestCase):
             with open(os.path.join(out_dir, f"00000{i}.png"), "rb") as f:
                 self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
 
+    def test_test_stores_the_f1_threshold_and_infer_draws_from_it(self):
+        own = os.path.join(self.tmp, "f1")
+        os.makedirs(own)
+        ckpt = os.path.join(own, "model.pt")
+        shutil.copy(self.ckpt, ckpt)
+        stats = os.path.join(own, "stats.json")
+        r = run("test", DEMO_CONFIG, ckpt, "--json", stats, *self.overrides)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("F1-best score threshold", r.stdout)
+        with open(os.path.join(own, "model.score_threshold.json")) as f:
+            stored = json.load(f)
+        with open(stats) as f:
+            self.assertEqual(json.load(f)["score_threshold_f1"], stored["score_threshold"])
+        self.assertEqual(stored["split"], "val")
+        self.assertEqual(stored["images"], 4)
+        self.assertEqual(stored["iou_threshold"], 0.5)
+        tp, fp, n = stored["true_positives"], stored["false_positives"], stored["ground_truth"]
+        self.assertGreater(n, 0)
+        self.assertAlmostEqual(stored["f1"], 2 * tp / (tp + fp + n))
+
+        images = [os.path.join(self.data, "val", f"00000{i}.jpg") for i in range(2)]
+        sheet = os.path.join(own, "sheet.png")
+        gt = os.path.join(self.data, "annotations", "instances_val.json")
+        r = run("infer", "--config", DEMO_CONFIG, "--checkpoint", ckpt, "--sheet", sheet, "--gt",
+                gt, *self.overrides, *images)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn(f"drawing scores >= {stored['score_threshold']:.3f} (F1-best", r.stdout)
+        # 128 px images drawn 4x (the largest enlargement), ground truth | detections, 2 rows
+        with open(sheet, "rb") as f:
+            head = f.read(24)
+        self.assertEqual(head[:8], b"\x89PNG\r\n\x1a\n")
+        width, height = struct.unpack(">II", head[16:24])
+        self.assertEqual(width, 512 + 8 + 512)
+        self.assertGreater(height, 2 * 512)
+
+        # a checkpoint written again no longer matches the stored threshold
+        os.utime(ckpt, ns=(0, os.stat(ckpt).st_mtime_ns + 1000))
+        r = run("infer", "--config", DEMO_CONFIG, "--checkpoint", ckpt, "--sheet", sheet,
+                *self.overrides, images[0])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertIn("drawing scores >= 0.300 (the default)", r.stdout)
+        other = os.path.join(own, "other.json")
+        with open(other, "w") as f:
+            json.dump({"images": [{"id": 1, "file_name": "elsewhere.jpg", "width": 128,
+                                   "height": 128}], "annotations": [],
+                       "categories": [{"id": 1, "name": "circle"}]}, f)
+        r = run("infer", "--config", DEMO_CONFIG, "--checkpoint", ckpt, "--sheet", sheet, "--gt",
+                other, *self.overrides, images[0])
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn("no image with file name '000000.jpg'", r.stderr)
+
     def test_infer_errors_name_the_problem(self):
         r = run("infer", "--config", DEMO_CONFIG, "--checkpoint", self.ckpt, *self.overrides,
                 os.path.join(self.data, "val", "000000.jpg"))
         self.assertNotEqual(r.returncode, 0)
-        self.assertIn("give --out-dir DIR and/or --json OUT.json", r.stderr)
+        self.assertIn("give --out-dir DIR, --json OUT.json and/or --sheet SHEET.png", r.stderr)
         broken = os.path.join(self.tmp, "broken.jpg")
         with open(broken, "wb") as f:
             f.write(b"not an image")

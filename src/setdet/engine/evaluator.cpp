@@ -103,7 +103,7 @@ DetectorEvalResult evaluate_detector(DetectorModel& model, const EvalData& data,
   }
   result.inference_seconds = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
-  if (dist::is_main_process()) result.coco = evaluate_coco(*data.gt, result.detections);
+  if (dist::is_main_process()) result.coco = evaluate_coco(*data.gt, result.detections, data.params);
   if (group != nullptr && group->world_size() > 1) {
     std::vector<at::Tensor> stats{at::empty({12}, at::kDouble)};
     std::copy(result.coco.stats.begin(), result.coco.stats.end(), stats[0].data_ptr<double>());

@@ -20,6 +20,7 @@ struct EvalData {
   std::shared_ptr<BatchSource> source;     // unshuffled, one pass = the whole split
   std::shared_ptr<const CocoDataset> gt;   // ground truth of the same images
   std::vector<int64_t> label_to_category;  // contiguous label -> COCO category_id
+  CocoEvalParams params;                   // pycocotools' defaults
 };
 
 struct EvalCallbacks {

@@ -600,6 +600,55 @@ std::vector<double> numpy_linspace(double start, double stop, size_t num) {
   return y;
 }
 
+namespace {
+
+// CocoOperatingPoint of an evaluation: the kept detections (rank < the largest maxDets) in
+// descending score order, TP / FP at the chosen IoU threshold and area, F1 at every score where
+// the next detection scores lower (ties are kept or dropped together).
+CocoOperatingPoint find_operating_point(const CocoEvalParams& p, const BlockLayout& L,
+                                        const BlockOutcomes& O) {
+  const size_t T = p.iou_thresholds.size(), A = p.area_ranges.size();
+  CocoOperatingPoint best;
+  if (T == 0 || A == 0) return best;
+  size_t t = 0, a = 0;
+  for (size_t i = 0; i < T; ++i) {
+    if (p.iou_thresholds[i] == 0.5) t = i;
+  }
+  for (size_t i = A; i-- > 0;) {
+    if (p.area_labels[i] == "all") a = i;
+  }
+  best.iou_threshold = p.iou_thresholds[t];
+  for (size_t b = 0; b < L.blocks.size(); ++b) best.ground_truth += O.npig[b * A + a];
+  const auto cut = static_cast<uint32_t>(p.max_dets.back());
+  std::vector<uint32_t> order;
+  for (size_t i = 0; i < O.score.size(); ++i) {
+    if (O.rank[i] < cut && O.outcome[i * A * T + a * T + t] != kIgnored)
+      order.push_back(static_cast<uint32_t>(i));
+  }
+  std::stable_sort(order.begin(), order.end(),
+                   [&](uint32_t x, uint32_t y) { return O.score[x] > O.score[y]; });
+  int64_t tp = 0, fp = 0;
+  best.score_threshold = order.empty() ? 0.0 : O.score[order.front()];
+  for (size_t i = 0; i < order.size(); ++i) {
+    (O.outcome[order[i] * A * T + a * T + t] == kTruePositive ? tp : fp) += 1;
+    if (i + 1 < order.size() && O.score[order[i + 1]] == O.score[order[i]]) continue;
+    const double f1 = 2.0 * static_cast<double>(tp) /
+                      static_cast<double>(tp + fp + best.ground_truth);
+    if (f1 > best.f1) {
+      best.f1 = f1;
+      best.score_threshold = O.score[order[i]];
+      best.true_positives = tp;
+      best.false_positives = fp;
+    }
+  }
+  const auto tp_d = static_cast<double>(best.true_positives);
+  best.precision = best.true_positives > 0 ? tp_d / (tp_d + best.false_positives) : 0.0;
+  best.recall = best.ground_truth > 0 ? tp_d / static_cast<double>(best.ground_truth) : 0.0;
+  return best;
+}
+
+}  // namespace
+
 CocoEvalParams::CocoEvalParams()
     : iou_thresholds(numpy_linspace(0.5, 0.95, 10)),
       recall_thresholds(numpy_linspace(0.0, 1.0, 101)) {}
@@ -651,6 +700,7 @@ CocoEvalResult evaluate_coco(const CocoDataset& gt, const std::vector<CocoDetect
   const BlockLayout layout = build_blocks(gt, dets, p);
   const BlockOutcomes outcomes = evaluate_blocks(gt, dets, p, layout);
   accumulate_categories(p, layout, outcomes, res);
+  if (p.operating_point) res.operating_point = find_operating_point(p, layout, outcomes);
 
   const auto specs = summary_specs(p);
   for (size_t i = 0; i < 12; ++i) res.stats[i] = summarize_one(res, specs[i]);

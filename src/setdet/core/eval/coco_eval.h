@@ -27,8 +27,21 @@ struct CocoEvalParams {
   std::vector<int64_t> category_ids;
   std::vector<int64_t> image_ids;
   bool use_cats = true;  // false: class-agnostic (pycocotools useCats = 0)
+  // Also find the F1-best score threshold (CocoEvalResult::operating_point); not pycocotools'.
+  bool operating_point = false;
 
   CocoEvalParams();  // fills the default thresholds
+};
+
+// The score threshold that maximises F1 = 2 TP / (detections + ground truth) over all categories
+// pooled, at IoU 0.5 (else the first IoU threshold), area "all" (else the first area range) and
+// the largest maxDets, with pycocotools' matching (crowd and out-of-range boxes ignored):
+// keeping the detections scored >= score_threshold gives these counts.
+struct CocoOperatingPoint {
+  double iou_threshold = 0.5;
+  double score_threshold = 0.0;
+  double f1 = 0.0, precision = 0.0, recall = 0.0;
+  int64_t true_positives = 0, false_positives = 0, ground_truth = 0;
 };
 
 struct CocoEvalResult {
@@ -43,6 +56,7 @@ struct CocoEvalResult {
   std::vector<double> recall;
   std::vector<double> scores;  // eval['scores'], same shape as precision
   size_t num_t = 0, num_r = 0, num_k = 0, num_a = 0, num_m = 0;
+  CocoOperatingPoint operating_point;  // with params.operating_point
 
   double precision_at(size_t t, size_t r, size_t k, size_t a, size_t m) const;
   double recall_at(size_t t, size_t k, size_t a, size_t m) const;
