@@ -486,10 +486,14 @@ std::vector<std::string> stage3_feature_names(const std::vector<std::string>& pr
   return names;
 }
 
+// The stage-3 inputs of each pair: its features, the two detection scores, and the stage-2
+// predictions as the spatial and visual variants report them — times the two detection scores
+// when stage 2 learned on ground-truth boxes (it has never seen a false or duplicate detection;
+// the product is what ranks them low in those variants' output).
 std::vector<float> stage3_features(const PairTable& t,
                                    const std::vector<std::vector<VrdObject>>& objects,
                                    const std::vector<float>& spatial,
-                                   const std::vector<float>& visual) {
+                                   const std::vector<float>& visual, bool stage2_gt_boxes) {
   const int64_t F = t.num_features, P = t.num_predicates, cols = F + 2 + 2 * P;
   std::vector<float> x(static_cast<size_t>(t.rows() * cols));
   for (int64_t r = 0; r < t.rows(); ++r) {
@@ -498,8 +502,11 @@ std::vector<float> stage3_features(const PairTable& t,
     const auto& obj = objects[static_cast<size_t>(t.image[r])];
     out[F] = obj[static_cast<size_t>(t.pair[r][0])].score;
     out[F + 1] = obj[static_cast<size_t>(t.pair[r][1])].score;
-    std::copy_n(spatial.begin() + r * P, P, out + F + 2);
-    std::copy_n(visual.begin() + r * P, P, out + F + 2 + P);
+    const float boxes = stage2_gt_boxes ? out[F] * out[F + 1] : 1.0f;
+    for (int64_t p = 0; p < P; ++p) {
+      out[F + 2 + p] = spatial[static_cast<size_t>(r * P + p)] * boxes;
+      out[F + 2 + P + p] = visual[static_cast<size_t>(r * P + p)] * boxes;
+    }
   }
   return x;
 }
@@ -642,13 +649,15 @@ void train_vrd_pipeline(const VrdPipelineConfig& c, const VrdTrainOptions& optio
                                                    "spatial features (held-apart split)");
   const std::vector<float> vi =
       visual_probabilities(net, val, val_objects, t3, c, "the held-apart split");
-  for (int64_t p = 0; p < P; ++p) {
+  const std::vector<float> x3 = stage3_features(t3, val_objects, sp, vi, c.stage2_gt_boxes);
+  const int64_t cols3 = static_cast<int64_t>(stage3_feature_names(train.predicates).size());
+  for (int64_t p = 0; p < P; ++p) {  // the stage-2 variants' scores, as `vrd predict` writes them
     std::vector<float> labels(static_cast<size_t>(t3.rows())), a(labels.size()), b(labels.size()),
         avg(labels.size());
     for (int64_t r = 0; r < t3.rows(); ++r) {
       labels[r] = t3.labels[r * P + p];
-      a[r] = sp[r * P + p];
-      b[r] = vi[r * P + p];
+      a[r] = x3[r * cols3 + t3.num_features + 2 + p];
+      b[r] = x3[r * cols3 + t3.num_features + 2 + P + p];
       avg[r] = 0.5f * (a[r] + b[r]);
     }
     say("stage 3 inputs '{}' on the held-apart pairs: pair AP spatial {:.3f}, visual {:.3f}, "
@@ -656,12 +665,10 @@ void train_vrd_pipeline(const VrdPipelineConfig& c, const VrdTrainOptions& optio
         train.predicates[p], pair_average_precision(a, labels), pair_average_precision(b, labels),
         pair_average_precision(avg, labels));
   }
-  const std::vector<float> x3 = stage3_features(t3, val_objects, sp, vi);
   const std::vector<bool> held3 =
       held_out_images(val.images.size(), c.stage3_validation_fraction, c.stage3_seed);
-  train_predicate_models(c, "stage3", "stage 3", "stage3_", c.stage3, x3,
-                         static_cast<int64_t>(stage3_feature_names(train.predicates).size()), t3,
-                         held3, {}, train.predicates, options.resume);
+  train_predicate_models(c, "stage3", "stage 3", "stage3_", c.stage3, x3, cols3, t3, held3, {},
+                         train.predicates, options.resume);
   say("stage 3: {:.1f} s", since(stage3_start));
 
   write_file_atomic((fs::path(c.work_dir) / "vrd_model.json").string(), manifest_json(c, train));
@@ -781,7 +788,7 @@ void predict_vrd_pipeline(const VrdPipelineConfig& c, const VrdPredictOptions& o
       predict_predicates(spatial, t.features, t.num_features, "spatial features");
   const std::vector<float> vi =
       visual_probabilities(net, split, objects, t, c, "the " + o.split + " split");
-  const std::vector<float> x3 = stage3_features(t, objects, sp, vi);
+  const std::vector<float> x3 = stage3_features(t, objects, sp, vi, m.stage2_gt_boxes);
   const std::vector<float> s3 = predict_predicates(
       stage3, x3, static_cast<int64_t>(stage3_feature_names(m.predicates).size()),
       "stage-3 features");
