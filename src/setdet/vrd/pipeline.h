@@ -12,7 +12,7 @@
 //
 // `setdet vrd train CONFIG` trains stages 2 and 3 (the stage-1 detectors are trained before with
 // `setdet train`, see configs/vrd/), `setdet vrd predict CONFIG --out DT.csv` writes Open Images
-// VRD detections. The config (README, "The VRD pipeline"):
+// VRD detections. The config (docs/vrd.md has the stages and the demo):
 //
 //   work_dir: work_dirs/demo_vrd/pipeline
 //   data: {root: DIR/, train: {instances, images, relationships}, val: {...}, test: {...}}
