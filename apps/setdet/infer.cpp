@@ -18,7 +18,6 @@
 #include <filesystem>
 #include <iostream>
 #include <memory>
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <optional>
 #include <sstream>
@@ -151,12 +150,6 @@ cv::Mat stacked(const std::vector<cv::Mat>& rows) {
   return out;
 }
 
-void write_png(const std::string& path, const cv::Mat& image) {
-  std::vector<uchar> png;
-  cv::imencode(".png", image, png);
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(png.data()), png.size()));
-}
-
 std::string detections_json(const std::string& file, const std::vector<Detection>& dets) {
   std::ostringstream os;
   os << "{\"file\": " << json_string(file) << ", \"detections\": [";
@@ -220,7 +213,7 @@ int run_infer(const InferOptions& o) {
                        drawn);
       }
       if (!o.out_dir.empty()) {
-        write_png((fs::path(o.out_dir) / (fs::path(file).stem().string() + ".png")).string(),
+        write_image((fs::path(o.out_dir) / (fs::path(file).stem().string() + ".png")).string(),
                   drawn);
       }
       if (!o.sheet.empty()) sheet.push_back(std::move(drawn));
@@ -230,7 +223,7 @@ int run_infer(const InferOptions& o) {
   }
   json += "]\n";
   if (!o.json.empty()) write_file_atomic(o.json, json);
-  if (!o.sheet.empty()) write_png(o.sheet, stacked(sheet));
+  if (!o.sheet.empty()) write_image(o.sheet, stacked(sheet));
   return 0;
 }
 

@@ -486,10 +486,16 @@ std::vector<std::string> stage3_feature_names(const std::vector<std::string>& pr
   return names;
 }
 
+// What a relationship model's probability for the pair (subject, object) is multiplied by in the
+// output: both detection scores when the model learned on ground-truth boxes (it has never seen a
+// false or duplicate detection; the product ranks them low), else 1 (it learned from detections
+// and their scores).
+float detection_factor(const VrdObject& subject, const VrdObject& object, bool gt_trained) {
+  return gt_trained ? subject.score * object.score : 1.0f;
+}
+
 // The stage-3 inputs of each pair: its features, the two detection scores, and the stage-2
-// predictions as the spatial and visual variants report them — times the two detection scores
-// when stage 2 learned on ground-truth boxes (it has never seen a false or duplicate detection;
-// the product is what ranks them low in those variants' output).
+// predictions as the spatial and visual variants report them (times detection_factor).
 std::vector<float> stage3_features(const PairTable& t,
                                    const std::vector<std::vector<VrdObject>>& objects,
                                    const std::vector<float>& spatial,
@@ -500,9 +506,11 @@ std::vector<float> stage3_features(const PairTable& t,
     float* out = x.data() + r * cols;
     std::copy_n(t.features.begin() + r * F, F, out);
     const auto& obj = objects[static_cast<size_t>(t.image[r])];
-    out[F] = obj[static_cast<size_t>(t.pair[r][0])].score;
-    out[F + 1] = obj[static_cast<size_t>(t.pair[r][1])].score;
-    const float boxes = stage2_gt_boxes ? out[F] * out[F + 1] : 1.0f;
+    const VrdObject& subject = obj[static_cast<size_t>(t.pair[r][0])];
+    const VrdObject& object = obj[static_cast<size_t>(t.pair[r][1])];
+    out[F] = subject.score;
+    out[F + 1] = object.score;
+    const float boxes = detection_factor(subject, object, stage2_gt_boxes);
     for (int64_t p = 0; p < P; ++p) {
       out[F + 2 + p] = spatial[static_cast<size_t>(r * P + p)] * boxes;
       out[F + 2 + P + p] = visual[static_cast<size_t>(r * P + p)] * boxes;
@@ -799,8 +807,8 @@ void predict_vrd_pipeline(const VrdPipelineConfig& c, const VrdPredictOptions& o
       const auto& obj = objects[static_cast<size_t>(t.image[r])];
       const VrdObject& a = obj[static_cast<size_t>(t.pair[r][0])];
       const VrdObject& b = obj[static_cast<size_t>(t.pair[r][1])];
-      const bool gt_trained = variant == "stage3" ? m.stage3_gt_boxes : m.stage2_gt_boxes;
-      const float boxes = gt_trained ? a.score * b.score : 1.0f;
+      const float boxes = detection_factor(
+          a, b, variant == "stage3" ? m.stage3_gt_boxes : m.stage2_gt_boxes);
       for (int64_t p = 0; p < P; ++p) {
         const size_t k = static_cast<size_t>(r * P + p);
         const float prob = variant == "spatial"   ? sp[k]
