@@ -21,17 +21,14 @@ import unittest
 
 import numpy as np
 import torch
-import torchvision
 from PIL import Image
 from torchvision.models.detection import (fasterrcnn_resnet50_fpn, fcos_resnet50_fpn,
                                           retinanet_resnet50_fpn)
 
+from detection_parity import compare_detections, photo_as_png
+
 BIN = os.environ.get("SETDET_BIN", "setdet")
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
-PHOTO = "/usr/share/darknet/data/dog.jpg"
-
-BOX_TOL = 1e-2
-SCORE_TOL = 1e-4
 
 
 def calibrate_batch_norm(model, image):
@@ -81,13 +78,8 @@ def shift_head(model, generator, cls_bias, cls_std, reg_bias_std):
 class TorchvisionParityTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        if not os.path.exists(PHOTO):
-            raise RuntimeError(f"{PHOTO} is missing: install Debian's darknet package "
-                               "(scripts/install_deps.sh does)")
         cls.tmp = tempfile.mkdtemp(prefix="setdet_tv_parity_")
-        cls.png = os.path.join(cls.tmp, "dog.png")
-        rgb = Image.open(PHOTO).convert("RGB")
-        rgb.save(cls.png)
+        cls.png = photo_as_png(cls.tmp)
         # the same pixels torchvision's examples feed: uint8 RGB -> float in [0, 1]
         pixels = np.asarray(Image.open(cls.png).convert("RGB"))
         cls.image = torch.from_numpy(pixels.copy()).permute(2, 0, 1).float() / 255
@@ -120,41 +112,7 @@ class TorchvisionParityTest(unittest.TestCase):
         return ref, dets
 
     def compare(self, name, ref, dets, min_count, label_offset=0, max_unmatched=0):
-        """Every torchvision detection has a setdet twin (label, box, score), in the same order;
-        `max_unmatched` (each way) allows for proposals that the two sides rank differently at a
-        top-n boundary whose scores tie to within float32 rounding."""
-        n = ref["scores"].numel()
-        # a vacuous comparison proves nothing: the randomised head must detect things
-        self.assertGreaterEqual(n, min_count, f"{name}: torchvision found only {n} detections")
-        self.assertEqual(len(dets), n, f"{name}: setdet {len(dets)} detections, torchvision {n}")
-        unmatched = []
-        boxes = torch.tensor([d["box_xyxy"] for d in dets], dtype=torch.float64).reshape(-1, 4)
-        scores = torch.tensor([d["score"] for d in dets], dtype=torch.float64)
-        labels = torch.tensor([d["label"] for d in dets], dtype=torch.int64) + label_offset
-        ref_boxes = ref["boxes"].double()
-        ref_scores = ref["scores"].double()
-        # Detection k of torchvision must be detection k of setdet, except that detections whose
-        # scores tie within the tolerance may come in either order: match within such runs.
-        used = torch.zeros(n, dtype=torch.bool)
-        max_box, max_score = 0.0, 0.0
-        for k in range(n):
-            cand = ((scores - ref_scores[k]).abs() <= SCORE_TOL) & ~used & \
-                   (labels == ref["labels"][k])
-            box_err = (boxes - ref_boxes[k]).abs().max(dim=1).values
-            cand &= box_err <= BOX_TOL
-            idx = torch.nonzero(cand).flatten()
-            if idx.numel() == 0:
-                unmatched.append(f"torchvision detection {k} (label {int(ref['labels'][k])}, "
-                                 f"score {float(ref_scores[k]):.6f}, box {ref_boxes[k].tolist()})")
-                self.assertLessEqual(len(unmatched), max_unmatched,
-                                     f"{name}: no setdet match for " + "; ".join(unmatched))
-                continue
-            j = int(idx[(idx - k - len(unmatched)).abs().argmin()])
-            used[j] = True
-            max_box = max(max_box, float(box_err[j]))
-            max_score = max(max_score, float((scores[j] - ref_scores[k]).abs()))
-        print(f"\n{name}: {n} detections, {n - len(unmatched)} matched, max |box| diff "
-              f"{max_box:.2e} px, max |score| diff {max_score:.2e}")
+        compare_detections(self, name, ref, dets, min_count, label_offset, max_unmatched)
 
     def test_fcos_resnet50_fpn(self):
         ref, dets = self.run_pair("fcos", fcos_resnet50_fpn,
