@@ -25,16 +25,16 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 import numpy as np
 import torch
 import torchvision
 from torchvision.models.detection import (fasterrcnn_resnet50_fpn, fcos_resnet50_fpn,
                                           retinanet_resnet50_fpn)
+
+from process_timing import median_seconds
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
@@ -53,17 +53,6 @@ MODELS = {
                        config="configs/torchvision/fasterrcnn_resnet50_fpn.yaml", cls_bias=2.0,
                        cls_std=0.05, reg_bias_std=0.01),
 }
-
-
-def median_seconds(fn, repeats, warmup=1):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def run_json(cmd, env=None, timeout=3600):

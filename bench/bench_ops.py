@@ -8,9 +8,7 @@ largest absolute difference. --quick skips the 100k case.
 import argparse
 import math
 import os
-import statistics
 import sys
-import time
 
 import numpy as np
 import scipy
@@ -22,14 +20,11 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
                                 "python"))
 from setdet_testing import load_ops, make_boxes, make_labels, make_scores  # noqa: E402
 
+import process_timing  # noqa: E402
+
 
 def median_seconds(fn, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return process_timing.median_seconds(fn, repeats, warmup=0)  # run_case warms up itself
 
 
 def run_case(name, ours, peer, same, repeats, goal, diff=None):

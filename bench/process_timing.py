@@ -1,13 +1,25 @@
 """Timing whole child processes for the side-by-side benchmarks (bench_eval.py,
 bench_vrd_eval.py): wall time, peak resident memory (wait4's ru_maxrss) and the results file each
 run writes; and training throughput from a `setdet train` work directory (bench_relation.py,
-bench_contention.py)."""
+bench_contention.py); the median of an in-process call (bench_infer.py, bench_deta.py)."""
 import json
 import os
 import statistics
 import subprocess
 import sys
 import time
+
+
+def median_seconds(fn, repeats, warmup=1):
+    """Median wall time of fn() over `repeats` calls after `warmup` untimed ones (in process)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def run_child(cmd, env, log_path):
