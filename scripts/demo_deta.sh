@@ -12,18 +12,19 @@
 # COCO AP 0..1, their AP50 / AP75, the curves, "total_seconds") and $work/ap_curves.png (AP
 # against images seen).
 #   usage: scripts/demo_deta.sh [BUILD_DIR] [WORK_DIR] [SEED]
-#   environment: MAX_ITERS (330), EVAL_ITERS (110), MAX_SECONDS (1200), THREADS (1: on a shared
-#   2-core machine two threads spin in OpenMP barriers whenever another process holds a core),
+#   environment: MAX_ITERS (900), EVAL_ITERS (300), MAX_SECONDS (840: on this 2-core machine, quiet,
+#   ~830 iterations fit, so the three runs hold 45 minutes), THREADS (2; the ThreadGovernorHook
+#   drops to fewer whenever other processes hold cores, instead of spinning in OpenMP barriers),
 #   REUSE (run names, e.g. "hungarian": keep that finished run of $work instead of retraining;
 #   total_seconds then counts its training + evaluation seconds from its metrics.json)
 set -euo pipefail
 build_dir=${1:-build}
 work=${2:-work_dirs/demo_deta}
 seed=${3:-0}
-max_iters=${MAX_ITERS:-330}
-eval_iters=${EVAL_ITERS:-110}
-max_seconds=${MAX_SECONDS:-1200}
-threads=${THREADS:-1}
+max_iters=${MAX_ITERS:-900}
+eval_iters=${EVAL_ITERS:-300}
+max_seconds=${MAX_SECONDS:-840}
+threads=${THREADS:-2}
 reuse=" ${REUSE:-} "
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -48,7 +49,7 @@ train() {  # name assigner
     --set "model.assigner=$assigner" --set runner.seed="$seed" \
     --set runner.max_iters="$max_iters" --set runner.max_seconds="$max_seconds" \
     --set runner.eval_interval=0 --set runner.checkpoint_interval=0 \
-    --set "hooks=[{type: EvalHook, interval_iters: $eval_iters}, {type: CheckpointHook, interval_iters: $eval_iters}]"
+    --set "hooks=[{type: EvalHook, interval_iters: $eval_iters}, {type: CheckpointHook, interval_iters: $eval_iters}, {type: ThreadGovernorHook, interval_seconds: 5}]"
 }
 
 echo "== 2/4 Hungarian matching ($max_iters iterations, guard ${max_seconds} s)"
