@@ -81,8 +81,8 @@ DistOptions DistOptions::from_config(const std::optional<Config>& cfg) {
   SETDET_CHECK(o.backend == "gloo" || o.backend == "nccl", cfg->where(),
                ".backend: expected gloo or nccl, got '", o.backend, "'");
   SETDET_CHECK(o.backend == "gloo", cfg->where(),
-               ".backend: nccl needs a LibTorch built with CUDA and NCCL; this one has neither "
-               "(use gloo)");
+               ".backend: nccl is not implemented yet (setdet's collectives run through c10d's "
+               "Gloo process group); use gloo");
   o.timeout_seconds = cfg->get<double>("timeout", o.timeout_seconds);
   SETDET_CHECK(o.timeout_seconds > 0, cfg->where(), ".timeout: expected seconds > 0, got ",
                o.timeout_seconds);
