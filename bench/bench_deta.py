@@ -23,26 +23,17 @@ Without the checkout, setdet's rows are printed alone.
 """
 import argparse
 import importlib.util
-import json
 import os
-import subprocess
 import sys
 import types
 
 import torch
 
-from process_timing import median_seconds
+from process_timing import median_seconds, run_json
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 CONFIG = os.path.join(ROOT, "configs", "deta", "deta_r50_5scale_12ep.yaml")
 PHOTO = "/usr/share/darknet/data/dog.jpg"
-
-
-def run_json(cmd):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def import_authors_code(repo):
@@ -119,8 +110,9 @@ def main():
               "--threads", str(args.threads), "bench", "--config", CONFIG, "--repeats",
               str(args.repeats)] + ckpt
     rows = []
-    net = run_json(setdet + ["--mode", "network", "--height", "800", "--width", "1216"])
-    e2e = run_json(setdet + ["--mode", "e2e", "--image", PHOTO])
+    net = run_json(setdet + ["--mode", "network", "--height", "800", "--width", "1216"],
+                   timeout=7200)
+    e2e = run_json(setdet + ["--mode", "e2e", "--image", PHOTO], timeout=7200)
     t_net = t_e2e = None
     note_e2e = f"setdet {e2e['num_detections']} detections"
     if authors:

@@ -34,7 +34,7 @@ import torchvision
 from torchvision.models.detection import (fasterrcnn_resnet50_fpn, fcos_resnet50_fpn,
                                           retinanet_resnet50_fpn)
 
-from process_timing import median_seconds
+from process_timing import median_seconds, run_json
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
@@ -53,13 +53,6 @@ MODELS = {
                        config="configs/torchvision/fasterrcnn_resnet50_fpn.yaml", cls_bias=2.0,
                        cls_std=0.05, reg_bias_std=0.01),
 }
-
-
-def run_json(cmd, env=None, timeout=3600):
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    if r.returncode != 0:
-        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
-    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 class Network(torch.nn.Module):

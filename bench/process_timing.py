@@ -22,6 +22,14 @@ def median_seconds(fn, repeats, warmup=1):
     return statistics.median(times)
 
 
+def run_json(cmd, env=None, timeout=3600):
+    """Runs cmd (a setdet subcommand printing JSON); returns its last stdout line parsed."""
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    if r.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed ({r.returncode}): {r.stderr.strip()}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
 def run_child(cmd, env, log_path):
     """Runs cmd to completion; returns (wall seconds, peak RSS MiB, exit code)."""
     with open(log_path, "w") as log:
