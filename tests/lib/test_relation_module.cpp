@@ -33,9 +33,10 @@ TEST(RelationModule, PermutationEquivariant) {
   EXPECT_GT((out - f).abs().max().item<double>(), 1e-3);  // the relation feature is not zero
 }
 
-// float32 runs its products on oneDNN (setdet::linear / batched_matmul), float64 on at::linear /
-// at::bmm; a geometry embedding computed once and passed in gives the same output as none.
-TEST(RelationModule, Float32OneDnnPathAndSharedEmbeddingMatchFloat64) {
+// float32 runs its products on oneDNN (setdet::linear / batched_matmul) and its geometric term in
+// the fused kernel, float64 on at::linear / at::bmm and the composite path; a log geometric weight
+// computed before and passed in gives the same output as none.
+TEST(RelationModule, Float32FusedPathAndPrecomputedGeometryMatchFloat64) {
   torch::manual_seed(5);
   RelationModule rm(RelationModuleOptions(32).num_heads(4).key_dim(8).geometry_dim(16));
   for (auto& p : rm->parameters()) p.data().normal_(0.0, 0.3);
@@ -55,7 +56,7 @@ TEST(RelationModule, Float32OneDnnPathAndSharedEmbeddingMatchFloat64) {
   const auto f = f64.to(torch::kFloat);
   const auto b = b64.to(torch::kFloat);
   const auto out = rm->forward(f, b, 30);
-  const auto shared = rm->forward(f, b, 30, rm->geometry_embedding(b, 30));
+  const auto shared = rm->forward(f, b, 30, rm->log_geometric_weight(b, 30));
   EXPECT_TRUE(torch::equal(out, shared));
   const auto out64 = rm64->forward(f64, b64, 30);
   EXPECT_LT((out.to(torch::kDouble) - out64).abs().max().item<double>(), 1e-4);
@@ -71,6 +72,36 @@ TEST(RelationModule, Float32OneDnnPathAndSharedEmbeddingMatchFloat64) {
 
 // Under bfloat16 autocast the geometric term and the logits stay float32: the attention of small
 // boxes on a 256 px image matches the float32 module (bfloat16 boxes would have a 2 px step).
+// Batched sets ([G, N, d_f], as the duplicate-removal network runs every (image, class) set at
+// once) relate each set within itself: output and gradients equal one call per set.
+TEST(RelationModule, BatchedSetsEqualOneCallPerSet) {
+  torch::manual_seed(7);
+  RelationModule rm(RelationModuleOptions(32).num_heads(4).key_dim(8).geometry_dim(16));
+  for (auto& p : rm->parameters()) p.data().normal_(0.0, 0.3);
+  rm->named_parameters()["geometry.bias"].data().fill_(1.0);
+  const auto f = torch::randn({3, 20, 32});
+  const auto b = torch::stack({random_boxes(20), random_boxes(20), random_boxes(20)}).to(torch::kFloat);
+  const auto batched = rm->forward(f, b);
+  ASSERT_EQ(batched.sizes(), f.sizes());
+  batched.square().sum().backward();
+  std::vector<torch::Tensor> grads;
+  for (auto& p : rm->parameters()) {
+    grads.push_back(p.grad().clone());
+    p.mutable_grad().zero_();
+  }
+  torch::Tensor sum = torch::zeros({});
+  for (int64_t g = 0; g < 3; ++g) {
+    const auto one = rm->forward(f[g], b[g]);
+    EXPECT_TRUE(torch::allclose(one, batched[g], 1e-5, 1e-6)) << "set " << g;
+    sum = sum + one.square().sum();
+  }
+  sum.backward();
+  for (size_t i = 0; i < grads.size(); ++i) {
+    EXPECT_TRUE(torch::allclose(rm->parameters()[i].grad(), grads[i], 1e-4, 1e-5))
+        << rm->named_parameters().keys()[i];
+  }
+}
+
 TEST(RelationModule, AutocastKeepsGeometryAndLogitsInFloat32) {
   torch::manual_seed(3);
   RelationModule rm(RelationModuleOptions(32).num_heads(4).key_dim(8).geometry_dim(16));

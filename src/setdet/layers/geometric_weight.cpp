@@ -4,6 +4,7 @@
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -15,13 +16,34 @@
 namespace setdet {
 namespace {
 
-constexpr float kMinWeight = 1e-6f;  // the code's max(w_G, 1e-6) before the log
+constexpr float kMinWeight = 1e-6f;   // the code's max(w_G, 1e-6) before the log
+constexpr double kMinOffset = 1e-3;   // the code's max(|dx| / w, 1e-3) before the log
+constexpr double kScale = 100.0;      // the embedding's scale and wave length
+constexpr double kWaveLength = 1000.0;
+constexpr int64_t kKeys = 16;         // keys per block: two vectors of eight
+constexpr int64_t kHeads = 4;         // heads per register tile
 
-// Eight floats; on an AVX2 + FMA target one register, `a += b * c` one fused multiply-add. The
-// helpers taking or returning them are always inlined, so no call passes one (GCC's -Wpsabi note
-// about the AVX calling convention does not apply).
+// ---- composite path ------------------------------------------------------------------------
+
+// 1 / wave_length^(2 c k / dim) for k < dim / (2 c): the frequencies of sinusoid_embedding, in the
+// dtype of `like` (the kernel uses the same float32 values as the composite path).
+at::Tensor inverse_frequencies(int64_t coords, int64_t dim, double wave_length,
+                               const at::TensorOptions& like) {
+  const int64_t freqs = dim / (2 * coords);
+  const at::Tensor k = at::arange(freqs, like);
+  return at::pow(wave_length,
+                 k * (-2.0 * static_cast<double>(coords) / static_cast<double>(dim)));
+}
+
+// ---- the fused CPU kernel ------------------------------------------------------------------
+
+// Eight floats / ints; on an AVX2 + FMA target one register, `a += b * c` one fused multiply-add.
+// The helpers taking or returning them are always inlined, so no call passes one (GCC's -Wpsabi
+// note about the AVX calling convention does not apply).
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v8f __attribute__((vector_size(32)));
+typedef int32_t v8i __attribute__((vector_size(32)));
+typedef uint32_t v8u __attribute__((vector_size(32)));
 
 #define SETDET_ALWAYS_INLINE inline __attribute__((always_inline))
 
@@ -30,110 +52,218 @@ SETDET_ALWAYS_INLINE v8f load8(const float* p) {
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
+SETDET_ALWAYS_INLINE void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof(v)); }
+SETDET_ALWAYS_INLINE v8f splat(float x) { return v8f{} + x; }
+SETDET_ALWAYS_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
+SETDET_ALWAYS_INLINE v8f vabs(v8f a) { return (v8f)((v8i)a & 0x7fffffff); }
 
-// out[h * P + p] = max(b[h] + sum_k wt[k * H + h] * e[p * D + k], 1e-6) for p in [p0, p1);
-// H = 8 HV. relu is inside the max: max(relu(z), 1e-6) = max(z, 1e-6).
-template <int HV>
-SETDET_ALWAYS_INLINE void forward_vec(const float* e, const float* wt, const float* b, float* out,
-                                      int64_t P, int64_t D, int64_t p0, int64_t p1) {
-  constexpr int H = 8 * HV;
-  v8f bias[HV];
-  for (int v = 0; v < HV; ++v) bias[v] = load8(b + 8 * v);
-  for (int64_t p = p0; p < p1; ++p) {
-    v8f acc[HV];
-    for (int v = 0; v < HV; ++v) acc[v] = bias[v];
-    const float* ep = e + p * D;
-    for (int64_t k = 0; k < D; ++k) {
-      const v8f ek = v8f{} + ep[k];
-      const float* w = wt + k * H;
-      for (int v = 0; v < HV; ++v) acc[v] += ek * load8(w + 8 * v);
-    }
-    for (int v = 0; v < HV; ++v) {
-      for (int l = 0; l < 8; ++l) out[(8 * v + l) * P + p] = std::max(acc[v][l], kMinWeight);
+// Natural log of positive normal floats (the geometry's arguments are >= 1e-3, the weights
+// >= 1e-6): x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(1 + f) by the minimax polynomial of
+// Cephes' logf (coefficients from Cephes 2.9, S. L. Moshier), about 1 ulp.
+SETDET_ALWAYS_INLINE v8f vlog(v8f x) {
+  const v8i bits = (v8i)x;
+  v8i e = (bits >> 23) - 127;
+  v8f m = (v8f)((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
+  const v8i big = m > 1.41421356237f;
+  m = big ? m * 0.5f : m;
+  e -= big;  // -1 where halved
+  const v8f f = m - 1.0f;
+  const v8f ef = __builtin_convertvector(e, v8f);
+  const v8f z = f * f;
+  v8f y = 7.0376836292e-2f * f - 1.1514610310e-1f;
+  y = y * f + 1.1676998740e-1f;
+  y = y * f - 1.2420140846e-1f;
+  y = y * f + 1.4249322787e-1f;
+  y = y * f - 1.6668057665e-1f;
+  y = y * f + 2.0000714765e-1f;
+  y = y * f - 2.4999993993e-1f;
+  y = y * f + 3.3333331174e-1f;
+  y = y * f * z;
+  y += ef * -2.12194440e-4f;
+  y -= 0.5f * z;
+  return f + y + ef * 0.693359375f;
+}
+
+// e^x for x in [-87, 88] (clamped): 2^n e^r with |r| <= ln(2) / 2, Cephes' expf polynomial.
+SETDET_ALWAYS_INLINE v8f vexp(v8f x) {
+  x = vmax(x, splat(-87.0f));
+  x = x < 88.0f ? x : splat(88.0f);
+  const v8f magic = splat(12582912.0f);  // 1.5 x 2^23: adding it rounds to an integer
+  const v8f n = (x * 1.44269504089f + magic) - magic;
+  v8f r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  const v8f z = r * r;
+  v8f y = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  y = y * r + 8.3334519073e-3f;
+  y = y * r + 4.1665795894e-2f;
+  y = y * r + 1.6666665459e-1f;
+  y = y * r + 5.0000001201e-1f;
+  y = y * z + r + 1.0f;
+  const v8i scale = (__builtin_convertvector(n, v8i) + 127) << 23;
+  return y * (v8f)scale;
+}
+
+// sin and cos of |x| < 2^22 (the embedding's arguments stay below 1e3): x = r + q pi / 2 with
+// |r| <= pi / 4 (pi / 2 in three parts, Cody and Waite), Cephes' sinf / cosf polynomials on r,
+// then the quadrant's swap and signs.
+SETDET_ALWAYS_INLINE void vsincos(v8f x, v8f& s, v8f& c) {
+  const v8f magic = splat(12582912.0f);
+  const v8f qf = (x * 0.636619772367581f + magic) - magic;
+  const v8i q = __builtin_convertvector(qf, v8i);
+  v8f r = x - qf * 1.5703125f;
+  r = r - qf * 4.837512969970703125e-4f;
+  r = r - qf * 7.54978995489188216e-8f;
+  const v8f z = r * r;
+  const v8f sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
+  const v8f cp =
+      ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
+      0.5f * z + 1.0f;
+  const v8i odd = (q & 1) != 0;
+  const v8f s0 = odd ? cp : sp;
+  const v8f c0 = odd ? sp : cp;
+  const v8u uq = (v8u)q;
+  s = (v8f)((v8u)s0 ^ ((uq & 2u) << 30));        // negative in quadrants 2, 3
+  c = (v8f)((v8u)c0 ^ (((uq + 1u) & 2u) << 30));  // negative in quadrants 1, 2
+}
+
+// The problem in the kernel's layout: `groups` independent sets of n boxes (queries) whose first m
+// are keys; the keys' centres and sizes padded to a multiple of kKeys per group, W zero-padded to
+// a multiple of kHeads rows. A query row r is query r % n of group r / n.
+struct Geometry {
+  int64_t groups = 0, n = 0, m = 0, m_pad = 0, h = 0, h_pad = 0, freqs = 0, dim = 0;
+  std::vector<float> cx, cy, w, hh;      // queries [groups * n]
+  std::vector<float> kcx, kcy, kw, khh;  // keys [groups * m_pad]
+  std::vector<float> inv;                // freqs inverse frequencies
+  std::vector<float> weight, bias;       // [h_pad, dim], [h_pad]
+
+  // offset of out[group][head 0][query][key 0] in the [groups, h, n, m] output
+  int64_t row_offset(int64_t r) const { return (r / n) * h * n * m + (r % n) * m; }
+};
+
+// E [dim][kKeys] of query row r and its group's keys k0 .. k0 + 15.
+SETDET_ALWAYS_INLINE void embed_block(const Geometry& g, int64_t r, int64_t k0, float* e) {
+  const v8f qcx = splat(g.cx[r]), qcy = splat(g.cy[r]), qw = splat(g.w[r]), qh = splat(g.hh[r]);
+  const int64_t f = g.freqs;
+  for (int64_t half = 0; half < kKeys; half += 8) {
+    const int64_t k = (r / g.n) * g.m_pad + k0 + half;
+    const v8f coord[4] = {
+        vlog(vmax(vabs(qcx - load8(&g.kcx[k])) / qw, splat(static_cast<float>(kMinOffset)))),
+        vlog(vmax(vabs(qcy - load8(&g.kcy[k])) / qh, splat(static_cast<float>(kMinOffset)))),
+        vlog(qw / load8(&g.kw[k])), vlog(qh / load8(&g.khh[k]))};
+    for (int c = 0; c < 4; ++c) {
+      const v8f a = coord[c] * static_cast<float>(kScale);
+      for (int64_t j = 0; j < f; ++j) {
+        v8f s, co;
+        vsincos(a * g.inv[j], s, co);
+        store8(e + (c * 2 * f + j) * kKeys + half, s);
+        store8(e + (c * 2 * f + f + j) * kKeys + half, co);
+      }
     }
   }
 }
 
-// gwt[k * H + h] += sum_p e[p * D + k] * g[p * H + h] for p in [p0, p1); H = 8 HV, D % 8 == 0.
-// Pairs in blocks that stay in cache while 8 / HV rows of gwt accumulate in registers.
-template <int HV>
-SETDET_ALWAYS_INLINE void backward_vec(const float* e, const float* g, float* gwt, int64_t D,
-                                       int64_t p0, int64_t p1) {
-  constexpr int H = 8 * HV;
-  constexpr int KB = 8 / HV;
-  constexpr int64_t kPairBlock = 512;
-  for (int64_t q0 = p0; q0 < p1; q0 += kPairBlock) {
-    const int64_t q1 = std::min(p1, q0 + kPairBlock);
-    for (int64_t k0 = 0; k0 < D; k0 += KB) {
-      v8f acc[KB][HV] = {};
-      for (int64_t p = q0; p < q1; ++p) {
-        v8f gv[HV];
-        for (int v = 0; v < HV; ++v) gv[v] = load8(g + p * H + 8 * v);
-        const float* ep = e + p * D + k0;
-        for (int kk = 0; kk < KB; ++kk) {
-          const v8f ek = v8f{} + ep[kk];
-          for (int v = 0; v < HV; ++v) acc[kk][v] += ek * gv[v];
+// Query rows [r0, r1) of out [groups, h, n, m]: log(max(W . E + b, 1e-6)).
+SETDET_ALWAYS_INLINE void forward_rows(const Geometry& g, float* out, int64_t r0, int64_t r1) {
+  std::vector<float> e(g.dim * kKeys);
+  const int64_t plane = g.n * g.m;
+  for (int64_t q = r0; q < r1; ++q) {
+    float* row = out + g.row_offset(q);
+    for (int64_t k0 = 0; k0 < g.m; k0 += kKeys) {
+      embed_block(g, q, k0, e.data());
+      const int64_t valid = std::min(kKeys, g.m - k0);
+      for (int64_t h0 = 0; h0 < g.h; h0 += kHeads) {
+        v8f acc[kHeads][2];
+        for (int i = 0; i < kHeads; ++i) acc[i][0] = acc[i][1] = splat(g.bias[h0 + i]);
+        const float* wrow = &g.weight[h0 * g.dim];
+        for (int64_t j = 0; j < g.dim; ++j) {
+          const v8f e0 = load8(&e[j * kKeys]), e1 = load8(&e[j * kKeys + 8]);
+          for (int i = 0; i < kHeads; ++i) {
+            const v8f wv = splat(wrow[i * g.dim + j]);
+            acc[i][0] += wv * e0;
+            acc[i][1] += wv * e1;
+          }
+        }
+        for (int i = 0; i < kHeads && h0 + i < g.h; ++i) {
+          float y[kKeys];
+          store8(y, vlog(vmax(acc[i][0], splat(kMinWeight))));
+          store8(y + 8, vlog(vmax(acc[i][1], splat(kMinWeight))));
+          std::memcpy(row + (h0 + i) * plane + k0, y, valid * sizeof(float));
         }
       }
-      for (int kk = 0; kk < KB; ++kk) {
-        for (int v = 0; v < HV; ++v) {
-          for (int l = 0; l < 8; ++l) gwt[(k0 + kk) * H + 8 * v + l] += acc[kk][v][l];
+    }
+  }
+}
+
+// For query rows [r0, r1): gw [h_pad][dim][8] += lane sums of gz x E, gb [h_pad][8] += lane sums of gz,
+// with gz = grad / w_G = grad exp(-y) where the product was not clamped.
+SETDET_ALWAYS_INLINE void backward_rows(const Geometry& g, const float* y, const float* grad,
+                                        float* gw, float* gb, int64_t r0, int64_t r1) {
+  // one row's E [dim][m_pad] and gz [h_pad][m_pad]
+  std::vector<float> e(g.dim * g.m_pad), gz(g.h_pad * g.m_pad, 0.0f), block(g.dim * kKeys);
+  const int64_t plane = g.n * g.m;
+  // y = log(z') with z' = max(z, 1e-6): the clamped entries hold log(1e-6) up to the log's
+  // rounding, hence the margin (products in (1e-6, 1.001e-6] count as clamped).
+  const v8f clamped = splat(std::log(kMinWeight) + 1e-3f);
+  for (int64_t q = r0; q < r1; ++q) {
+    for (int64_t k0 = 0; k0 < g.m_pad; k0 += kKeys) {
+      embed_block(g, q, k0, block.data());
+      for (int64_t j = 0; j < g.dim; ++j) {
+        std::memcpy(&e[j * g.m_pad + k0], &block[j * kKeys], kKeys * sizeof(float));
+      }
+    }
+    for (int64_t h = 0; h < g.h; ++h) {
+      const float* yr = y + g.row_offset(q) + h * plane;
+      const float* gr = grad + g.row_offset(q) + h * plane;
+      float* out = &gz[h * g.m_pad];
+      int64_t k = 0;
+      for (; k + 8 <= g.m; k += 8) {
+        const v8f yv = load8(yr + k);
+        store8(out + k, yv > clamped ? load8(gr + k) * vexp(-yv) : v8f{});
+      }
+      if (k < g.m) {
+        float yt[8] = {}, gt[8] = {};
+        std::memcpy(yt, yr + k, (g.m - k) * sizeof(float));
+        std::memcpy(gt, gr + k, (g.m - k) * sizeof(float));
+        const v8f yv = load8(yt);
+        store8(out + k, yv > clamped ? load8(gt) * vexp(-yv) : v8f{});  // padding: grad 0
+      }
+    }
+    for (int64_t h0 = 0; h0 < g.h_pad; h0 += kHeads) {
+      for (int i = 0; i < kHeads; ++i) {
+        v8f acc = load8(gb + (h0 + i) * 8);
+        for (int64_t k = 0; k < g.m_pad; k += 8) acc += load8(&gz[(h0 + i) * g.m_pad + k]);
+        store8(gb + (h0 + i) * 8, acc);
+      }
+      for (int64_t j0 = 0; j0 < g.dim; j0 += 2) {
+        v8f acc[kHeads][2];
+        for (int i = 0; i < kHeads; ++i) {
+          for (int jj = 0; jj < 2; ++jj) acc[i][jj] = load8(gw + ((h0 + i) * g.dim + j0 + jj) * 8);
+        }
+        for (int64_t k = 0; k < g.m_pad; k += 8) {
+          const v8f e0 = load8(&e[j0 * g.m_pad + k]), e1 = load8(&e[(j0 + 1) * g.m_pad + k]);
+          for (int i = 0; i < kHeads; ++i) {
+            const v8f gv = load8(&gz[(h0 + i) * g.m_pad + k]);
+            acc[i][0] += gv * e0;
+            acc[i][1] += gv * e1;
+          }
+        }
+        for (int i = 0; i < kHeads; ++i) {
+          for (int jj = 0; jj < 2; ++jj) store8(gw + ((h0 + i) * g.dim + j0 + jj) * 8, acc[i][jj]);
         }
       }
     }
   }
 }
 
-void forward_scalar(const float* e, const float* wt, const float* b, float* out, int64_t P,
-                    int64_t D, int64_t H, int64_t p0, int64_t p1) {
-  std::vector<float> acc(H);
-  for (int64_t p = p0; p < p1; ++p) {
-    for (int64_t h = 0; h < H; ++h) acc[h] = b[h];
-    for (int64_t k = 0; k < D; ++k) {
-      for (int64_t h = 0; h < H; ++h) acc[h] += wt[k * H + h] * e[p * D + k];
-    }
-    for (int64_t h = 0; h < H; ++h) out[h * P + p] = std::max(acc[h], kMinWeight);
-  }
-}
-
-void backward_scalar(const float* e, const float* g, float* gwt, int64_t D, int64_t H, int64_t p0,
-                     int64_t p1) {
-  for (int64_t p = p0; p < p1; ++p) {
-    for (int64_t k = 0; k < D; ++k) {
-      for (int64_t h = 0; h < H; ++h) gwt[k * H + h] += e[p * D + k] * g[p * H + h];
-    }
-  }
-}
-
-// One body per instruction set: the vector code compiled for AVX2 + FMA, and for the x86-64
-// baseline (SSE2) where those are missing; chosen once per call by the running CPU.
-#define SETDET_GEOMETRIC_KERNELS(ATTR, SUFFIX)                                                   \
-  ATTR void forward_##SUFFIX(const float* e, const float* wt, const float* b, float* out,        \
-                             int64_t P, int64_t D, int64_t H, int64_t p0, int64_t p1) {         \
-    switch (H) {                                                                                \
-      case 8:                                                                                   \
-        return forward_vec<1>(e, wt, b, out, P, D, p0, p1);                                     \
-      case 16:                                                                                  \
-        return forward_vec<2>(e, wt, b, out, P, D, p0, p1);                                     \
-      case 32:                                                                                  \
-        return forward_vec<4>(e, wt, b, out, P, D, p0, p1);                                     \
-      default:                                                                                  \
-        return forward_scalar(e, wt, b, out, P, D, H, p0, p1);                                  \
-    }                                                                                           \
+// One body per instruction set: compiled for AVX2 + FMA, and for the x86-64 baseline (SSE2) where
+// those are missing; chosen once per call by the running CPU.
+#define SETDET_GEOMETRIC_KERNELS(ATTR, SUFFIX)                                                  \
+  ATTR void forward_##SUFFIX(const Geometry& g, float* out, int64_t r0, int64_t r1) {           \
+    forward_rows(g, out, r0, r1);                                                               \
   }                                                                                             \
-  ATTR void backward_##SUFFIX(const float* e, const float* g, float* gwt, int64_t D, int64_t H, \
-                              int64_t p0, int64_t p1) {                                         \
-    if (D % 8 != 0) return backward_scalar(e, g, gwt, D, H, p0, p1);                            \
-    switch (H) {                                                                                \
-      case 8:                                                                                   \
-        return backward_vec<1>(e, g, gwt, D, p0, p1);                                           \
-      case 16:                                                                                  \
-        return backward_vec<2>(e, g, gwt, D, p0, p1);                                           \
-      case 32:                                                                                  \
-        return backward_vec<4>(e, g, gwt, D, p0, p1);                                           \
-      default:                                                                                  \
-        return backward_scalar(e, g, gwt, D, H, p0, p1);                                        \
-    }                                                                                           \
+  ATTR void backward_##SUFFIX(const Geometry& g, const float* y, const float* grad, float* gw, \
+                              float* gb, int64_t r0, int64_t r1) {                              \
+    backward_rows(g, y, grad, gw, gb, r0, r1);                                                  \
   }
 #if defined(__x86_64__) && defined(__GNUC__)
 SETDET_GEOMETRIC_KERNELS(__attribute__((target("avx2,fma"))), avx2)
@@ -167,24 +297,59 @@ bool use_avx2() {
 #endif
 }
 
-// The kernels for the running CPU (AVX2 + FMA where it has them, else the baseline), with
-// denormals as zero for their duration.
-void forward_kernel(const float* e, const float* wt, const float* b, float* out, int64_t P,
-                    int64_t D, int64_t H, int64_t p0, int64_t p1) {
+void forward_kernel(const Geometry& g, float* out, int64_t r0, int64_t r1) {
   const DenormalsAreZero daz;
 #ifdef SETDET_GEOMETRIC_HAS_AVX2
-  if (use_avx2()) return forward_avx2(e, wt, b, out, P, D, H, p0, p1);
+  if (use_avx2()) return forward_avx2(g, out, r0, r1);
 #endif
-  forward_baseline(e, wt, b, out, P, D, H, p0, p1);
+  forward_baseline(g, out, r0, r1);
 }
 
-void backward_kernel(const float* e, const float* g, float* gwt, int64_t D, int64_t H, int64_t p0,
-                     int64_t p1) {
+void backward_kernel(const Geometry& g, const float* y, const float* grad, float* gw, float* gb,
+                     int64_t r0, int64_t r1) {
   const DenormalsAreZero daz;
 #ifdef SETDET_GEOMETRIC_HAS_AVX2
-  if (use_avx2()) return backward_avx2(e, g, gwt, D, H, p0, p1);
+  if (use_avx2()) return backward_avx2(g, y, grad, gw, gb, r0, r1);
 #endif
-  backward_baseline(e, g, gwt, D, H, p0, p1);
+  backward_baseline(g, y, grad, gw, gb, r0, r1);
+}
+
+// boxes [groups, n, 4] (contiguous float32), the first num_keys of each group the keys.
+Geometry make_geometry(const at::Tensor& boxes, int64_t num_keys, const at::Tensor& weight,
+                       const at::Tensor& bias) {
+  Geometry g;
+  g.groups = boxes.size(0);
+  g.n = boxes.size(1);
+  g.m = num_keys;
+  g.m_pad = (num_keys + kKeys - 1) / kKeys * kKeys;
+  g.h = weight.size(0);
+  g.h_pad = (g.h + kHeads - 1) / kHeads * kHeads;
+  g.dim = weight.size(1);
+  g.freqs = g.dim / 8;
+  const auto cs = centre_size(boxes.reshape({-1, 4}));
+  const std::pair<std::vector<float>*, std::vector<float>*> dst[4] = {
+      {&g.cx, &g.kcx}, {&g.cy, &g.kcy}, {&g.w, &g.kw}, {&g.hh, &g.khh}};
+  for (int c = 0; c < 4; ++c) {
+    const at::Tensor t = cs[c].contiguous();
+    const float* p = t.data_ptr<float>();
+    dst[c].first->assign(p, p + g.groups * g.n);
+    // keys per group, padded with finite copies of the group's first box (never stored)
+    auto& keys = *dst[c].second;
+    keys.assign(g.groups * g.m_pad, 1.0f);
+    for (int64_t gi = 0; gi < g.groups && g.n > 0; ++gi) {
+      std::copy(p + gi * g.n, p + gi * g.n + g.m, keys.begin() + gi * g.m_pad);
+      std::fill(keys.begin() + gi * g.m_pad + g.m, keys.begin() + (gi + 1) * g.m_pad, p[gi * g.n]);
+    }
+  }
+  const at::Tensor inv = inverse_frequencies(4, g.dim, kWaveLength, boxes.options());
+  g.inv.assign(inv.data_ptr<float>(), inv.data_ptr<float>() + g.freqs);
+  const at::Tensor w = weight.contiguous();
+  g.weight.assign(g.h_pad * g.dim, 0.0f);
+  std::copy(w.data_ptr<float>(), w.data_ptr<float>() + g.h * g.dim, g.weight.begin());
+  g.bias.assign(g.h_pad, 0.0f);
+  const at::Tensor b = bias.contiguous();
+  std::copy(b.data_ptr<float>(), b.data_ptr<float>() + g.h, g.bias.begin());
+  return g;
 }
 
 // [begin, end) of part c when n items split into `parts` contiguous parts: fixed by the thread
@@ -194,72 +359,98 @@ std::pair<int64_t, int64_t> part(int64_t n, int64_t parts, int64_t c) {
   return {std::min(n, c * size), std::min(n, (c + 1) * size)};
 }
 
-at::Tensor forward_cpu(const at::Tensor& emb, const at::Tensor& weight, const at::Tensor& bias) {
-  const int64_t n = emb.size(0), m = emb.size(1), d = emb.size(2), h = weight.size(0);
-  const int64_t pairs = n * m;
-  const at::Tensor e = emb.contiguous();
-  const at::Tensor wt = weight.t().contiguous();  // [d, h]
-  const at::Tensor b = bias.contiguous();
-  at::Tensor out = at::empty({h, n, m}, emb.options());
-  const float* ep = e.data_ptr<float>();
-  const float* wp = wt.data_ptr<float>();
-  const float* bp = b.data_ptr<float>();
-  float* op = out.data_ptr<float>();
-  at::parallel_for(0, pairs, 256, [&](int64_t p0, int64_t p1) {
-    forward_kernel(ep, wp, bp, op, pairs, d, h, p0, p1);
-  });
-  return out.log_();
-}
-
-// dW [h, d] from gz [h, n, m] (the gradient of the pre-clamp products) and the embedding.
-at::Tensor weight_grad_cpu(const at::Tensor& emb, const at::Tensor& gz) {
-  const int64_t n = emb.size(0), m = emb.size(1), d = emb.size(2), h = gz.size(0);
-  const int64_t pairs = n * m;
-  const at::Tensor e = emb.contiguous();
-  const at::Tensor g = gz.reshape({h, pairs}).t().contiguous();  // [pairs, h]
-  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), pairs));
-  at::Tensor partial = at::zeros({parts, d, h}, gz.options());
-  const float* ep = e.data_ptr<float>();
-  const float* gp = g.data_ptr<float>();
-  float* pp = partial.data_ptr<float>();
-  at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
-    for (int64_t c = c0; c < c1; ++c) {
-      const auto [p0, p1] = part(pairs, parts, c);
-      backward_kernel(ep, gp, pp + c * d * h, d, h, p0, p1);
-    }
-  });
-  return partial.sum(0).t().contiguous();  // [h, d]
-}
-
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
 class LogGeometricWeightFunction
     : public torch::autograd::Function<LogGeometricWeightFunction> {
  public:
-  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& emb, const at::Tensor& weight,
-                            const at::Tensor& bias) {
-    at::Tensor y = forward_cpu(emb, weight, bias);
-    ctx->save_for_backward({emb, y});
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& boxes, int64_t num_keys,
+                            const at::Tensor& weight, const at::Tensor& bias) {
+    const Geometry g = make_geometry(boxes, num_keys, weight, bias);
+    at::Tensor y = at::empty({g.groups, g.h, g.n, g.m}, weight.options());
+    float* out = y.data_ptr<float>();
+    at::parallel_for(0, g.groups * g.n, 4,
+                     [&](int64_t r0, int64_t r1) { forward_kernel(g, out, r0, r1); });
+    ctx->save_for_backward({boxes, weight, bias, y});
+    ctx->saved_data["num_keys"] = num_keys;
     return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
-    const at::Tensor& emb = saved[0];
-    const at::Tensor& y = saved[1];
-    // y = log(z') with z' = max(z, 1e-6): dy/dz = 1 / z' = exp(-y) where z > 1e-6, else 0. The
-    // clamped entries hold log(1e-6) up to the rounding of the vectorised log, hence the margin
-    // (products in (1e-6, 1.001e-6] count as clamped).
-    const at::Tensor gz = at::where(y > std::log(kMinWeight) + 1e-3, grads[0] * at::exp(-y),
-                                    at::zeros({}, y.options()));
-    at::Tensor grad_bias;
-    if (ctx->needs_input_grad(2)) grad_bias = gz.sum({1, 2});
-    return {at::Tensor(), weight_grad_cpu(emb, gz), grad_bias};
+    const Geometry g = make_geometry(saved[0], ctx->saved_data["num_keys"].toInt(), saved[1],
+                                     saved[2]);
+    const at::Tensor y = saved[3].contiguous();
+    const at::Tensor grad = grads[0].contiguous();
+    const int64_t rows = g.groups * g.n;
+    const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
+    // per part: [h_pad][dim][8] lane sums of the weight gradient, then [h_pad][8] of the bias's
+    const int64_t stride = g.h_pad * (g.dim + 1) * 8;
+    std::vector<float> partial(parts * stride, 0.0f);
+    at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const auto [r0, r1] = part(rows, parts, c);
+        float* gw = partial.data() + c * stride;
+        backward_kernel(g, y.data_ptr<float>(), grad.data_ptr<float>(), gw,
+                        gw + g.h_pad * g.dim * 8, r0, r1);
+      }
+    });
+    at::Tensor grad_weight = at::zeros({g.h, g.dim}, saved[1].options());
+    at::Tensor grad_bias = at::zeros({g.h}, saved[2].options());
+    float* gw = grad_weight.data_ptr<float>();
+    float* gb = grad_bias.data_ptr<float>();
+    for (int64_t c = 0; c < parts; ++c) {  // fixed order: the same sums for the same thread count
+      const float* p = partial.data() + c * stride;
+      for (int64_t h = 0; h < g.h; ++h) {
+        for (int64_t j = 0; j < g.dim; ++j) {
+          for (int l = 0; l < 8; ++l) gw[h * g.dim + j] += p[(h * g.dim + j) * 8 + l];
+        }
+        for (int l = 0; l < 8; ++l) gb[h] += p[(g.h_pad * g.dim + h) * 8 + l];
+      }
+    }
+    return {at::Tensor(), at::Tensor(), grad_weight, grad_bias};
   }
 };
 
 }  // namespace
+
+std::array<at::Tensor, 4> centre_size(const at::Tensor& boxes) {
+  const at::Tensor w = (boxes.select(1, 2) - boxes.select(1, 0) + 1.0).clamp_min(kMinOffset);
+  const at::Tensor h = (boxes.select(1, 3) - boxes.select(1, 1) + 1.0).clamp_min(kMinOffset);
+  return {0.5 * (boxes.select(1, 0) + boxes.select(1, 2)),
+          0.5 * (boxes.select(1, 1) + boxes.select(1, 3)), w, h};
+}
+
+at::Tensor relative_geometry(const at::Tensor& boxes, const at::Tensor& keys) {
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4 && keys.dim() == 2 && keys.size(1) == 4,
+              "relative_geometry: boxes must be [N, 4] and [M, 4], got ", boxes.sizes(), " and ",
+              keys.sizes());
+  const auto q = centre_size(boxes);
+  const auto k = centre_size(keys);
+  const at::Tensor dx = (q[0].unsqueeze(1) - k[0].unsqueeze(0)).abs() / q[2].unsqueeze(1);
+  const at::Tensor dy = (q[1].unsqueeze(1) - k[1].unsqueeze(0)).abs() / q[3].unsqueeze(1);
+  return at::stack({dx.clamp_min(kMinOffset).log(), dy.clamp_min(kMinOffset).log(),
+                    (q[2].unsqueeze(1) / k[2].unsqueeze(0)).log(),
+                    (q[3].unsqueeze(1) / k[3].unsqueeze(0)).log()},
+                   -1);
+}
+
+at::Tensor sinusoid_embedding(const at::Tensor& x, int64_t dim, double scale, double wave_length) {
+  TORCH_CHECK(dim > 0 && dim % (2 * x.size(-1)) == 0, "sinusoid_embedding: dim (", dim,
+              ") must be a positive multiple of 2 x ", x.size(-1));
+  const at::Tensor inv = inverse_frequencies(x.size(-1), dim, wave_length, x.options());
+  const at::Tensor arg = (scale * x).unsqueeze(-1) * inv;      // [..., c, freqs]
+  const at::Tensor emb = at::cat({arg.sin(), arg.cos()}, -1);  // [..., c, 2 freqs]
+  auto shape = x.sizes().vec();
+  shape.back() = dim;
+  return emb.reshape(shape);
+}
+
+at::Tensor geometry_embedding(const at::Tensor& boxes, int64_t num_keys, int64_t dim) {
+  return sinusoid_embedding(relative_geometry(boxes, boxes.narrow(0, 0, num_keys)), dim, kScale,
+                            kWaveLength);
+}
 
 at::Tensor log_geometric_weight_reference(const at::Tensor& embedding, const at::Tensor& weight,
                                           const at::Tensor& bias) {
@@ -269,23 +460,43 @@ at::Tensor log_geometric_weight_reference(const at::Tensor& embedding, const at:
       .permute({2, 0, 1});
 }
 
-at::Tensor log_geometric_weight(const at::Tensor& embedding, const at::Tensor& weight,
+at::Tensor log_geometric_weight(const at::Tensor& boxes, int64_t num_keys, const at::Tensor& weight,
                                 const at::Tensor& bias) {
-  TORCH_CHECK(embedding.dim() == 3 && weight.dim() == 2 && weight.size(1) == embedding.size(2),
-              "log_geometric_weight: expected an embedding [N, M, d] and a weight [H, d], got ",
-              embedding.sizes(), " and ", weight.sizes());
+  TORCH_CHECK((boxes.dim() == 2 || boxes.dim() == 3) && boxes.size(-1) == 4,
+              "log_geometric_weight: boxes must be [N, 4] or [G, N, 4], got ", boxes.sizes());
+  const int64_t n = boxes.size(-2);
+  TORCH_CHECK(num_keys >= 0 && num_keys <= n, "log_geometric_weight: num_keys must be in [0, ", n,
+              "], got ", num_keys);
+  TORCH_CHECK(weight.dim() == 2 && weight.size(1) > 0 && weight.size(1) % 8 == 0,
+              "log_geometric_weight: the weight must be [H, d_g] with d_g a positive multiple of "
+              "8, got ",
+              weight.sizes());
   TORCH_CHECK(!bias.defined() || (bias.dim() == 1 && bias.size(0) == weight.size(0)),
-              "log_geometric_weight: expected a bias [", weight.size(0), "], got ", bias.sizes());
-  const bool kernel = embedding.device().is_cpu() && weight.device().is_cpu() &&
-                      embedding.scalar_type() == at::kFloat &&
-                      weight.scalar_type() == at::kFloat &&
+              "log_geometric_weight: expected a bias [", weight.size(0), "], got ",
+              bias.defined() ? bias.sizes() : at::IntArrayRef{});
+  const bool kernel = boxes.device().is_cpu() && weight.device().is_cpu() &&
+                      boxes.scalar_type() == at::kFloat && weight.scalar_type() == at::kFloat &&
                       (!bias.defined() || bias.scalar_type() == at::kFloat) &&
-                      !(embedding.requires_grad() && c10::GradMode::is_enabled()) &&
-                      embedding.numel() > 0;
-  if (!kernel) return log_geometric_weight_reference(embedding, weight, bias);
+                      !(boxes.requires_grad() && c10::GradMode::is_enabled());
+  if (!kernel) {
+    const at::Tensor b = boxes.to(weight.scalar_type());
+    if (b.dim() == 2) {
+      return log_geometric_weight_reference(geometry_embedding(b, num_keys, weight.size(1)),
+                                            weight, bias);
+    }
+    std::vector<at::Tensor> groups;
+    for (int64_t g = 0; g < b.size(0); ++g) {
+      groups.push_back(log_geometric_weight_reference(
+          geometry_embedding(b[g], num_keys, weight.size(1)), weight, bias));
+    }
+    return at::stack(groups);
+  }
   // autograd functions take defined tensors only: no bias is a zero bias without gradient
-  return LogGeometricWeightFunction::apply(
-      embedding, weight, bias.defined() ? bias : at::zeros({weight.size(0)}, weight.options()));
+  const at::Tensor y = LogGeometricWeightFunction::apply(
+      boxes.dim() == 2 ? boxes.detach().unsqueeze(0).contiguous() : boxes.detach().contiguous(),
+      num_keys, weight,
+      bias.defined() ? bias : at::zeros({weight.size(0)}, weight.options()));
+  return boxes.dim() == 2 ? y.squeeze(0) : y;
 }
 
 }  // namespace setdet

@@ -19,43 +19,7 @@ torch::nn::Linear relation_linear(int64_t in, int64_t out) {
   return l;
 }
 
-// xyxy -> centre x, centre y, w, h with the code's +1 sizes (kept > 0 for degenerate boxes).
-std::array<at::Tensor, 4> centre_size(const at::Tensor& boxes) {
-  const at::Tensor w = (boxes.select(1, 2) - boxes.select(1, 0) + 1.0).clamp_min(1e-3);
-  const at::Tensor h = (boxes.select(1, 3) - boxes.select(1, 1) + 1.0).clamp_min(1e-3);
-  return {0.5 * (boxes.select(1, 0) + boxes.select(1, 2)),
-          0.5 * (boxes.select(1, 1) + boxes.select(1, 3)), w, h};
-}
-
 }  // namespace
-
-at::Tensor relative_geometry(const at::Tensor& boxes, const at::Tensor& keys) {
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4 && keys.dim() == 2 && keys.size(1) == 4,
-              "relative_geometry: boxes must be [N, 4] and [M, 4], got ", boxes.sizes(), " and ",
-              keys.sizes());
-  const auto q = centre_size(boxes);
-  const auto k = centre_size(keys);
-  const at::Tensor dx = (q[0].unsqueeze(1) - k[0].unsqueeze(0)).abs() / q[2].unsqueeze(1);
-  const at::Tensor dy = (q[1].unsqueeze(1) - k[1].unsqueeze(0)).abs() / q[3].unsqueeze(1);
-  return at::stack({dx.clamp_min(1e-3).log(), dy.clamp_min(1e-3).log(),
-                    (q[2].unsqueeze(1) / k[2].unsqueeze(0)).log(),
-                    (q[3].unsqueeze(1) / k[3].unsqueeze(0)).log()},
-                   -1);
-}
-
-at::Tensor sinusoid_embedding(const at::Tensor& x, int64_t dim, double scale, double wave_length) {
-  TORCH_CHECK(dim > 0 && dim % (2 * x.size(-1)) == 0, "sinusoid_embedding: dim (", dim,
-              ") must be a positive multiple of 2 x ", x.size(-1));
-  const int64_t freqs = dim / (2 * x.size(-1));
-  const at::Tensor k = at::arange(freqs, x.options());
-  const at::Tensor inv =
-      at::pow(wave_length, k * (-2.0 * static_cast<double>(x.size(-1)) / static_cast<double>(dim)));
-  const at::Tensor arg = (scale * x).unsqueeze(-1) * inv;      // [..., c, freqs]
-  const at::Tensor emb = at::cat({arg.sin(), arg.cos()}, -1);  // [..., c, 2 freqs]
-  auto shape = x.sizes().vec();
-  shape.back() = dim;
-  return emb.reshape(shape);
-}
 
 RelationModuleImpl::RelationModuleImpl(const RelationModuleOptions& options) : options_(options) {
   const auto& o = options_;
@@ -87,45 +51,72 @@ RelationModuleImpl::RelationModuleImpl(const RelationModuleOptions& options) : o
 at::Tensor RelationModuleImpl::geometry_embedding(const at::Tensor& boxes, int64_t num_keys) const {
   const int64_t m = num_keys < 0 ? boxes.size(0) : num_keys;
   const at::ScalarType dtype = boxes.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  const at::Tensor b = boxes.to(dtype);
-  return sinusoid_embedding(relative_geometry(b, b.narrow(0, 0, m)), options_.geometry_dim());
+  return setdet::geometry_embedding(boxes.to(dtype), m, options_.geometry_dim());
 }
 
-at::Tensor RelationModuleImpl::checked_embedding(const at::Tensor& boxes, int64_t num_keys,
-                                                 const at::Tensor& embedding) const {
+at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t num_keys) {
   TORCH_CHECK(options_.geometry() == "ours", "RelationModule: geometry '", options_.geometry(),
               "' has no geometric weight");
-  const at::Tensor emb =
-      embedding.defined() ? embedding : geometry_embedding(boxes, num_keys);  // [N, M, d_g]
-  TORCH_CHECK(emb.dim() == 3 && emb.size(0) == boxes.size(0) &&
-                  emb.size(2) == options_.geometry_dim(),
-              "RelationModule: the geometry embedding must be [", boxes.size(0), ", M, ",
-              options_.geometry_dim(), "], got ", emb.sizes());
-  return emb;
+  return at::relu(linear(geometry_embedding(boxes, num_keys), geometry_)).permute({2, 0, 1});
 }
 
-at::Tensor RelationModuleImpl::geometric_weight(const at::Tensor& boxes, int64_t num_keys,
-                                                const at::Tensor& embedding) {
-  const at::Tensor emb = checked_embedding(boxes, num_keys, embedding);
-  return at::relu(linear(emb, geometry_)).permute({2, 0, 1});  // [N_r, N, M]
+at::Tensor RelationModuleImpl::log_geometric_weight(const at::Tensor& boxes, int64_t num_keys) {
+  TORCH_CHECK(options_.geometry() == "ours", "RelationModule: geometry '", options_.geometry(),
+              "' has no geometric weight");
+  const int64_t m = num_keys < 0 ? boxes.size(0) : num_keys;
+  return setdet::log_geometric_weight(boxes.to(geometry_->weight.scalar_type()), m,
+                                      geometry_->weight, geometry_->bias);
 }
 
+std::vector<at::Tensor> log_geometric_weights(
+    const std::vector<std::shared_ptr<RelationModuleImpl>>& modules, const at::Tensor& boxes,
+    int64_t num_keys) {
+  std::vector<at::Tensor> weights, biases;
+  std::vector<int64_t> heads;
+  for (const auto& m : modules) {
+    if (m->options().geometry() != "ours") continue;
+    TORCH_CHECK(m->options().geometry_dim() == modules.front()->options().geometry_dim(),
+                "log_geometric_weights: the modules' geometry_dim differ");
+    weights.push_back(m->geometry_->weight);
+    biases.push_back(m->geometry_->bias);
+    heads.push_back(m->geometry_->weight.size(0));
+  }
+  std::vector<at::Tensor> result(modules.size());
+  if (weights.empty()) return result;
+  const int64_t m = num_keys < 0 ? boxes.size(0) : num_keys;
+  const at::Tensor all = setdet::log_geometric_weight(boxes.to(weights.front().scalar_type()), m,
+                                                      at::cat(weights), at::cat(biases));
+  int64_t start = 0;
+  size_t next = 0;
+  for (size_t i = 0; i < modules.size(); ++i) {
+    if (modules[i]->options().geometry() != "ours") continue;
+    result[i] = all.narrow(0, start, heads[next]);
+    start += heads[next++];
+  }
+  return result;
+}
+
+// features [G, N, d_f], boxes [G, N, 4] -> [G, N_r, N, M]
 at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tensor& boxes,
-                                      int64_t num_keys, const at::Tensor& embedding) {
+                                      int64_t num_keys, const at::Tensor& log_weight) {
   const auto& o = options_;
-  const int64_t n = features.size(0);
+  const int64_t groups = features.size(0), n = features.size(1);
   const int64_t m = num_keys < 0 ? n : num_keys;
   TORCH_CHECK(m >= 0 && m <= n, "RelationModule: num_keys must be in [0, ", n, "], got ", m);
   at::Tensor f = features;
   if (o.geometry() == "unary") {
-    const auto cs = centre_size(boxes.to(features.scalar_type()));
-    f = f + sinusoid_embedding(at::stack({cs[0], cs[1], cs[2], cs[3]}, 1), o.feature_dim(), 1.0);
+    const auto cs = centre_size(boxes.reshape({-1, 4}).to(features.scalar_type()));
+    f = f + sinusoid_embedding(at::stack({cs[0], cs[1], cs[2], cs[3]}, 1), o.feature_dim(), 1.0)
+                .view({groups, n, o.feature_dim()});
   }
-  const at::Tensor q =
-      linear(f, query_).reshape({n, o.num_heads(), o.key_dim()}).permute({1, 0, 2});
-  const at::Tensor k = linear(f.narrow(0, 0, m), key_)
-                           .reshape({m, o.num_heads(), o.key_dim()})
-                           .permute({1, 2, 0});
+  const at::Tensor q = linear(f, query_)
+                           .reshape({groups, n, o.num_heads(), o.key_dim()})
+                           .permute({0, 2, 1, 3})
+                           .reshape({groups * o.num_heads(), n, o.key_dim()});
+  const at::Tensor k = linear(f.narrow(1, 0, m), key_)
+                           .reshape({groups, m, o.num_heads(), o.key_dim()})
+                           .permute({0, 2, 3, 1})
+                           .reshape({groups * o.num_heads(), o.key_dim(), m});
   // The logits and the geometric term in float32 even under autocast: bfloat16 boxes have a 2 px
   // step at 256 px (the log-ratio features of small boxes collapse), and log(max(w_G, 1e-6)) plus
   // the appearance term need more than bfloat16's 8 bits.
@@ -133,43 +124,61 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
       features.scalar_type() == at::kBFloat16 || features.scalar_type() == at::kHalf
           ? at::kFloat
           : features.scalar_type();
-  at::Tensor logits =
-      batched_matmul(q, k).to(dtype) / std::sqrt(static_cast<double>(o.key_dim()));  // [N_r, N, M]
+  at::Tensor logits = batched_matmul(q, k).to(dtype).view({groups, o.num_heads(), n, m}) /
+                      std::sqrt(static_cast<double>(o.key_dim()));
   if (o.geometry() == "ours") {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
-    const at::Tensor emb = checked_embedding(boxes.to(dtype), m, embedding);
-    logits = logits + log_geometric_weight(emb.to(geometry_->weight.scalar_type()),
-                                           geometry_->weight, geometry_->bias);
+    at::Tensor lw = log_weight.defined() ? log_weight : log_geometric_weight(boxes, m);
+    if (lw.dim() == 3) lw = lw.unsqueeze(0);
+    TORCH_CHECK(lw.dim() == 4 && lw.size(0) == groups && lw.size(1) == o.num_heads() &&
+                    lw.size(2) == n && lw.size(3) == m,
+                "RelationModule: the log geometric weight must be [", groups, ", ", o.num_heads(),
+                ", ", n, ", ", m, "], got ", lw.sizes());
+    logits = logits + lw.to(dtype);
   }
   return logits;
 }
 
 at::Tensor RelationModuleImpl::attention(const at::Tensor& features, const at::Tensor& boxes,
                                          int64_t num_keys) {
-  return at::softmax(logits(features, boxes, num_keys), -1);
+  const bool single = features.dim() == 2;
+  const at::Tensor w = at::softmax(logits(single ? features.unsqueeze(0) : features,
+                                          single ? boxes.unsqueeze(0) : boxes, num_keys),
+                                   -1);
+  return single ? w.squeeze(0) : w;
 }
 
 at::Tensor RelationModuleImpl::forward(const at::Tensor& features, const at::Tensor& boxes,
-                                       int64_t num_keys, const at::Tensor& embedding) {
+                                       int64_t num_keys, const at::Tensor& log_weight) {
   const auto& o = options_;
-  TORCH_CHECK(features.dim() == 2 && features.size(1) == o.feature_dim(),
-              "RelationModule: features must be [N, ", o.feature_dim(), "], got ",
-              features.sizes());
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == features.size(0),
-              "RelationModule: boxes must be [", features.size(0), ", 4], got ", boxes.sizes());
-  const int64_t n = features.size(0);
+  const bool single = features.dim() == 2;
+  TORCH_CHECK((features.dim() == 2 || features.dim() == 3) && features.size(-1) == o.feature_dim(),
+              "RelationModule: features must be [N, ", o.feature_dim(), "] or [G, N, ",
+              o.feature_dim(), "], got ", features.sizes());
+  TORCH_CHECK(boxes.dim() == features.dim() && boxes.size(-1) == 4 &&
+                  boxes.size(-2) == features.size(-2) && (single || boxes.size(0) == features.size(0)),
+              "RelationModule: boxes must be [", features.sizes().slice(0, features.dim() - 1),
+              ", 4], got ", boxes.sizes());
+  const at::Tensor f = single ? features.unsqueeze(0) : features;  // [G, N, d_f]
+  const int64_t groups = f.size(0), n = f.size(1);
   const int64_t m = num_keys < 0 ? n : num_keys;
   if (n == 0 || m == 0) return features + value_bias_;
-  const at::Tensor w = at::softmax(logits(features, boxes, m, embedding), -1);  // [N_r, N, M]
+  const at::Tensor w = at::softmax(logits(f, single ? boxes.unsqueeze(0) : boxes, m, log_weight),
+                                   -1);  // [G, N_r, N, M]
   // W_V^r applied to the keys first: the same linear map as after the aggregation, fewer FLOPs.
   const int64_t per_head = o.feature_dim() / o.num_heads();
   const at::Tensor v =
-      setdet::linear(features.narrow(0, 0, m), value_weight_.reshape({o.feature_dim(), o.feature_dim()}))
-          .reshape({m, o.num_heads(), per_head})
-          .permute({1, 0, 2});  // [N_r, M, d_f / N_r]
-  return features +
-         batched_matmul(w.to(v.scalar_type()), v).permute({1, 0, 2}).reshape({n, o.feature_dim()}) +
-         value_bias_;
+      setdet::linear(f.narrow(1, 0, m), value_weight_.reshape({o.feature_dim(), o.feature_dim()}))
+          .reshape({groups, m, o.num_heads(), per_head})
+          .permute({0, 2, 1, 3})
+          .reshape({groups * o.num_heads(), m, per_head});  // [G N_r, M, d_f / N_r]
+  const at::Tensor r =
+      batched_matmul(w.reshape({groups * o.num_heads(), n, m}).to(v.scalar_type()), v)
+          .view({groups, o.num_heads(), n, per_head})
+          .permute({0, 2, 1, 3})
+          .reshape({groups, n, o.feature_dim()});
+  const at::Tensor out = f + r + value_bias_;
+  return single ? out.squeeze(0) : out;
 }
 
 RelationModuleOptions relation_module_options(const Config& cfg, int64_t feature_dim) {

@@ -21,6 +21,7 @@
 #include <string>
 
 #include "setdet/config/config.h"
+#include "setdet/layers/geometric_weight.h"
 
 namespace setdet {
 
@@ -35,48 +36,50 @@ struct RelationModuleOptions {
   TORCH_ARG(std::string, geometry) = "ours";
 };
 
-// [N, 4] xyxy -> [N, M, 4] relative geometry of (query i, key j) for queries `boxes` and keys
-// `keys` (the code's extract_position_matrix).
-at::Tensor relative_geometry(const at::Tensor& boxes, const at::Tensor& keys);
-// [..., 4] -> [..., dim]: per coordinate dim / 8 sines then dim / 8 cosines of 100 x / 1000^(8k /
-// dim), k = 0 .. dim / 8 - 1 (the code's extract_position_embedding).
-at::Tensor sinusoid_embedding(const at::Tensor& x, int64_t dim, double scale = 100.0,
-                              double wave_length = 1000.0);
-
 class RelationModuleImpl : public torch::nn::Module {
  public:
   explicit RelationModuleImpl(const RelationModuleOptions& options);
 
-  // features [N, d_f], boxes [N, 4] xyxy -> [N, d_f] (Eq. (6)). Only the first num_keys objects
+  // features [N, d_f], boxes [N, 4] xyxy -> [N, d_f] (Eq. (6)); batched, [G, N, d_f] and
+  // [G, N, 4] -> [G, N, d_f], each group related within itself. Only the first num_keys objects
   // are keys (< 0: all): during training the GT boxes appended to the proposals are queries but
   // not keys. N = 0 gives an empty output.
-  // `embedding` (optional): geometry_embedding(boxes, num_keys), computed once and shared by the
-  // modules that relate the same boxes (the authors' code embeds the geometry once per head).
+  // `log_weight` (optional): this module's log_geometric_weight(boxes, num_keys), computed before
+  // (log_geometric_weights computes it for several modules relating the same boxes in one pass).
   at::Tensor forward(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys = -1,
-                     const at::Tensor& embedding = {});
+                     const at::Tensor& log_weight = {});
 
   // The attention weights w^{mn} of Eq. (3): [N_r, N, num_keys] (rows sum to 1).
   at::Tensor attention(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys = -1);
-  // The geometric weights w_G of Eq. (5) before the log: [N_r, N, num_keys].
-  at::Tensor geometric_weight(const at::Tensor& boxes, int64_t num_keys = -1,
-                              const at::Tensor& embedding = {});
+  // The geometric weights w_G of Eq. (5) before the log: [N_r, N, num_keys] (composite path).
+  at::Tensor geometric_weight(const at::Tensor& boxes, int64_t num_keys = -1);
   // E_G of every (query, key) pair: [N, num_keys, d_g] (float32, float64 for float64 boxes).
   at::Tensor geometry_embedding(const at::Tensor& boxes, int64_t num_keys = -1) const;
+  // log(max(w_G, 1e-6)) of Eq. (3): [N_r, N, num_keys], float32 (float64 for float64 boxes and
+  // weights), through the fused kernel where it applies.
+  at::Tensor log_geometric_weight(const at::Tensor& boxes, int64_t num_keys = -1);
 
   const RelationModuleOptions& options() const { return options_; }
 
  private:
+  friend std::vector<at::Tensor> log_geometric_weights(
+      const std::vector<std::shared_ptr<RelationModuleImpl>>& modules, const at::Tensor& boxes,
+      int64_t num_keys);
   at::Tensor logits(const at::Tensor& features, const at::Tensor& boxes, int64_t num_keys,
-                    const at::Tensor& embedding = {});
-  // `embedding` or, if undefined, geometry_embedding(boxes, num_keys), shape-checked.
-  at::Tensor checked_embedding(const at::Tensor& boxes, int64_t num_keys,
-                               const at::Tensor& embedding) const;
+                    const at::Tensor& log_weight = {});
 
   RelationModuleOptions options_;
   torch::nn::Linear query_{nullptr}, key_{nullptr}, geometry_{nullptr};
   at::Tensor value_weight_, value_bias_;  // W_V: [N_r, d_f / N_r, d_f], [d_f]
 };
 TORCH_MODULE(RelationModule);
+
+// log_geometric_weight of each module (geometry "ours") relating the same boxes, in one kernel pass
+// over the box pairs (their W_G and biases concatenated): [N_r, N, num_keys] each, undefined for
+// modules without a geometric weight.
+std::vector<at::Tensor> log_geometric_weights(
+    const std::vector<std::shared_ptr<RelationModuleImpl>>& modules, const at::Tensor& boxes,
+    int64_t num_keys);
 
 // Config node {num_heads: 16, key_dim: 64, geometry_dim: 64, geometry: ours|none|unary}; unknown
 // keys are errors naming the key path.

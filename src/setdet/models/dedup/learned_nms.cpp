@@ -51,17 +51,22 @@ DuplicateRemovalNetImpl::DuplicateRemovalNetImpl(const DuplicateRemovalNetOption
 }
 
 at::Tensor DuplicateRemovalNetImpl::forward(const at::Tensor& boxes, const at::Tensor& features) {
-  TORCH_CHECK(features.dim() == 2 && features.size(1) == options_.feature_dim(),
-              "DuplicateRemovalNet: features must be [N, ", options_.feature_dim(), "], got ",
-              features.sizes());
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4 && boxes.size(0) == features.size(0),
-              "DuplicateRemovalNet: boxes must be [", features.size(0), ", 4], got ",
-              boxes.sizes());
-  const int64_t n = features.size(0);
+  TORCH_CHECK((features.dim() == 2 || features.dim() == 3) &&
+                  features.size(-1) == options_.feature_dim(),
+              "DuplicateRemovalNet: features must be [N, ", options_.feature_dim(), "] or [G, N, ",
+              options_.feature_dim(), "], got ", features.sizes());
+  TORCH_CHECK(boxes.dim() == features.dim() && boxes.size(-1) == 4 &&
+                  boxes.sizes().slice(0, boxes.dim() - 1) ==
+                      features.sizes().slice(0, features.dim() - 1),
+              "DuplicateRemovalNet: boxes must be [", features.sizes().slice(0, features.dim() - 1),
+              ", 4], got ", boxes.sizes());
+  const int64_t n = features.size(-2);
   const at::Tensor ranks = at::arange(n, features.options()).unsqueeze(1);
   const at::Tensor rank_emb = sinusoid_embedding(ranks, options_.rank_dim(), 1.0, 1000.0);
   at::Tensor x = linear(features, appearance_) + linear(rank_emb, rank_);
-  x = at::relu(relation_(x, boxes.detach().to(x.scalar_type())));
+  // boxes in float32 (float64 for a float64 model) even under autocast: see RelationModule
+  x = at::relu(relation_(
+      x, boxes.detach().to(x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat)));
   return linear(x, classifier_);
 }
 
@@ -95,7 +100,7 @@ at::Tensor DuplicateRemovalNetImpl::targets(const at::Tensor& boxes,
 
 at::Tensor DuplicateRemovalNetImpl::loss_sum(const at::Tensor& log_s0, const at::Tensor& logits,
                                              const at::Tensor& targets) const {
-  const at::Tensor log_p = log_s0.unsqueeze(1) + at::log_sigmoid(logits);  // log(s0 * s1)
+  const at::Tensor log_p = log_s0.unsqueeze(-1) + at::log_sigmoid(logits);  // log(s0 * s1)
   const at::Tensor terms =
       -(options_.pos_weight() * targets * log_p + (1.0 - targets) * log1mexp(log_p));
   return terms.sum();

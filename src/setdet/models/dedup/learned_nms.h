@@ -49,14 +49,15 @@ class DuplicateRemovalNetImpl : public torch::nn::Module {
   explicit DuplicateRemovalNetImpl(const DuplicateRemovalNetOptions& options);
 
   // One class of one image, detections sorted by s0 descending: boxes [N, 4], features [N, D]
-  // -> logits [N, T] (T thresholds).
+  // -> logits [N, T] (T thresholds); batched, G such sets of N: [G, N, 4], [G, N, D] ->
+  // [G, N, T].
   at::Tensor forward(const at::Tensor& boxes, const at::Tensor& features);
 
   // [N, T] float targets for detections sorted by s0 (boxes [N, 4]) and the GT boxes of their
   // class [G, 4].
   at::Tensor targets(const at::Tensor& boxes, const at::Tensor& gt_boxes) const;
 
-  // Sum over [N, T] of the weighted BCE terms of s0 * sigmoid(logits) (log_s0 [N]).
+  // Sum over [..., N, T] of the weighted BCE terms of s0 * sigmoid(logits) (log_s0 [..., N]).
   at::Tensor loss_sum(const at::Tensor& log_s0, const at::Tensor& logits,
                       const at::Tensor& targets) const;
 

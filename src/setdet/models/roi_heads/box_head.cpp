@@ -45,7 +45,7 @@ TwoMLPHeadImpl::TwoMLPHeadImpl(const TwoMLPHeadOptions& options) : options_(opti
 at::Tensor TwoMLPHeadImpl::relate(std::vector<RelationModule>& modules, at::Tensor x,
                                   const at::Tensor& boxes,
                                   const std::vector<std::pair<int64_t, int64_t>>& groups,
-                                  const std::vector<at::Tensor>& embeddings) {
+                                  const std::vector<std::vector<at::Tensor>>& log_weights) {
   if (modules.empty()) return x;
   std::vector<at::Tensor> parts;
   int64_t start = 0;
@@ -53,8 +53,10 @@ at::Tensor TwoMLPHeadImpl::relate(std::vector<RelationModule>& modules, at::Tens
     const auto [count, keys] = groups[g];
     at::Tensor xi = x.narrow(0, start, count);
     const at::Tensor bi = boxes.narrow(0, start, count);
-    const at::Tensor emb = g < embeddings.size() ? embeddings[g] : at::Tensor();
-    for (auto& m : modules) xi = m->forward(xi, bi, keys, emb);
+    for (size_t i = 0; i < modules.size(); ++i) {
+      const bool given = g < log_weights.size() && i < log_weights[g].size();
+      xi = modules[i]->forward(xi, bi, keys, given ? log_weights[g][i] : at::Tensor());
+    }
     parts.push_back(xi);
     start += count;
   }
@@ -75,22 +77,26 @@ at::Tensor TwoMLPHeadImpl::forward(const at::Tensor& roi_feats, const at::Tensor
                 "TwoMLPHead: relation modules need one box per RoI (", x.size(0), "), got ",
                 boxes.defined() ? boxes.sizes() : at::IntArrayRef{});
   }
-  // The relative geometry of each image's RoIs, embedded once for all its relation modules.
-  std::vector<at::Tensor> embeddings;
-  const RelationModule* first = !relations6_.empty()   ? &relations6_.front()
-                                : !relations7_.empty() ? &relations7_.front()
-                                                       : nullptr;
-  if (first != nullptr && (*first)->options().geometry() == "ours") {
+  // The geometric terms of each image's RoIs for all relation modules in one pass over its box
+  // pairs (they depend on the boxes alone).
+  std::vector<std::vector<at::Tensor>> log6, log7;
+  if (has_relations()) {
+    std::vector<std::shared_ptr<RelationModuleImpl>> all;
+    for (auto* list : {&relations6_, &relations7_}) {
+      for (const auto& m : *list) all.push_back(m.ptr());
+    }
     int64_t start = 0;
     for (const auto& [count, keys] : groups) {
-      embeddings.push_back(count == 0 || keys == 0 ? at::Tensor()
-                                                   : (*first)->geometry_embedding(
-                                                         boxes.narrow(0, start, count), keys));
+      std::vector<at::Tensor> w;
+      if (count > 0 && keys > 0) w = log_geometric_weights(all, boxes.narrow(0, start, count), keys);
+      const auto split = w.begin() + std::min(w.size(), relations6_.size());
+      log6.emplace_back(w.begin(), split);
+      log7.emplace_back(split, w.end());
       start += count;
     }
   }
-  x = at::relu(relate(relations6_, setdet::linear(x, fc6_), boxes, groups, embeddings));
-  x = at::relu(relate(relations7_, setdet::linear(x, fc7_), boxes, groups, embeddings));
+  x = at::relu(relate(relations6_, setdet::linear(x, fc6_), boxes, groups, log6));
+  x = at::relu(relate(relations7_, setdet::linear(x, fc7_), boxes, groups, log7));
   return x;
 }
 

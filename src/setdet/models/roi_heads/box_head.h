@@ -42,10 +42,11 @@ class TwoMLPHeadImpl : public torch::nn::Module {
   const TwoMLPHeadOptions& options() const { return options_; }
 
  private:
-  // `embeddings`: one shared geometry embedding per image group (empty: none needed).
+  // `log_weights[g][i]`: the log geometric weight of modules[i] for image group g (undefined: the
+  // module computes its own).
   at::Tensor relate(std::vector<RelationModule>& modules, at::Tensor x, const at::Tensor& boxes,
                     const std::vector<std::pair<int64_t, int64_t>>& groups,
-                    const std::vector<at::Tensor>& embeddings);
+                    const std::vector<std::vector<at::Tensor>>& log_weights);
 
   TwoMLPHeadOptions options_;
   torch::nn::Linear fc6_{nullptr}, fc7_{nullptr};

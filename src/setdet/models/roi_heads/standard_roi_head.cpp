@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <map>
 
 #include "setdet/distributed/process_group.h"
 
@@ -218,6 +219,12 @@ std::pair<at::Tensor, int64_t> StandardRoIHeadImpl::dedup_loss_sum(
   at::Tensor sum = out.class_logits.sum() * 0.0;
   int64_t terms = 0;
   int64_t start = 0;
+  // Every (image, class) set of top-n detections; sets of the same size go through the network
+  // as one batch (one relation module call instead of one per image and class).
+  struct Set {
+    at::Tensor boxes, log_s0, features, targets;
+  };
+  std::map<int64_t, std::vector<Set>> by_size;
   for (size_t i = 0; i < rois.size(); ++i) {
     const int64_t k = num_keys[i];  // the proposals of image i (its GT boxes follow)
     if (k > 0) {
@@ -234,19 +241,31 @@ std::pair<at::Tensor, int64_t> StandardRoIHeadImpl::dedup_loss_sum(
         if (gt_c.size(0) == 0 && best[cls].item<double>() < std::log(o.class_score_thr())) continue;
         const at::Tensor order =
             std::get<1>(log_s0.select(1, cls).detach().topk(std::min(o.top_n(), k)));
-        const at::Tensor b = boxes.select(1, cls).index_select(0, order);
-        at::Tensor ls0 = log_s0.select(1, cls).index_select(0, order);
-        at::Tensor f = feats.index_select(0, order);
+        Set set;
+        set.boxes = boxes.select(1, cls).index_select(0, order);
+        set.log_s0 = log_s0.select(1, cls).index_select(0, order);
+        set.features = feats.index_select(0, order);
         if (o.frozen_detector()) {
-          ls0 = ls0.detach();
-          f = f.detach();
+          set.log_s0 = set.log_s0.detach();
+          set.features = set.features.detach();
         }
-        const at::Tensor logits = net.forward(b, f).to(at::kFloat);
-        sum = sum + net.loss_sum(ls0, logits, net.targets(b, gt_c));
-        terms += logits.numel();
+        set.targets = net.targets(set.boxes, gt_c);
+        by_size[order.numel()].push_back(std::move(set));
       }
     }
     start += rois[i].size(0);
+  }
+  for (const auto& [n, sets] : by_size) {
+    std::vector<at::Tensor> boxes, log_s0, features, targets;
+    for (const auto& s : sets) {
+      boxes.push_back(s.boxes);
+      log_s0.push_back(s.log_s0);
+      features.push_back(s.features);
+      targets.push_back(s.targets);
+    }
+    const at::Tensor logits = net.forward(at::stack(boxes), at::stack(features)).to(at::kFloat);
+    sum = sum + net.loss_sum(at::stack(log_s0), logits, at::stack(targets));
+    terms += logits.numel();
   }
   return {sum, terms};
 }
