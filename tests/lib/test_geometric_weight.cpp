@@ -98,8 +98,17 @@ TEST(LogGeometricWeight, MatchesTheCompositePathForwardAndBackward) {
   const std::vector<Case> cases{{37, 29, 64, 16}, {5, 3, 64, 8},  {40, 20, 32, 32},
                                 {9, 7, 16, 12},   {1, 1, 8, 16},  {6, 5, 8, 3},
                                 {24, 24, 64, 4},  {312, 300, 64, 32}};
-  uint64_t seed = 0;
-  for (const auto& c : cases) expect_matches_reference(c, seed++);
+  // every instruction set this CPU has (AVX-512, AVX2, the baseline)
+  const std::string best = geometric_weight_isa();
+  for (const std::string isa : {"avx512", "avx2", "baseline"}) {
+    limit_geometric_weight_isa(isa);
+    if (geometric_weight_isa() != isa) continue;
+    SCOPED_TRACE(isa);
+    uint64_t seed = 0;
+    for (const auto& c : cases) expect_matches_reference(c, seed++);
+  }
+  limit_geometric_weight_isa("avx512");
+  EXPECT_EQ(geometric_weight_isa(), best);
 }
 
 TEST(LogGeometricWeight, MatchesHandComputedValuesInFloat32) {

@@ -5,6 +5,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -20,8 +21,8 @@ constexpr float kMinWeight = 1e-6f;   // the code's max(w_G, 1e-6) before the lo
 constexpr double kMinOffset = 1e-3;   // the code's max(|dx| / w, 1e-3) before the log
 constexpr double kScale = 100.0;      // the embedding's scale and wave length
 constexpr double kWaveLength = 1000.0;
-constexpr int64_t kKeys = 16;         // keys per block: two vectors of eight
-constexpr int64_t kHeads = 4;         // heads per register tile
+constexpr int64_t kKeys = 16;         // keys per block: one AVX-512 or two AVX2 vectors
+constexpr int64_t kHeadPad = 8;       // W's rows padded to a multiple of every head tile
 
 // ---- composite path ------------------------------------------------------------------------
 
@@ -37,40 +38,60 @@ at::Tensor inverse_frequencies(int64_t coords, int64_t dim, double wave_length,
 
 // ---- the fused CPU kernel ------------------------------------------------------------------
 
-// Eight floats / ints; on an AVX2 + FMA target one register, `a += b * c` one fused multiply-add.
-// The helpers taking or returning them are always inlined, so no call passes one (GCC's -Wpsabi
-// note about the AVX calling convention does not apply).
+// L floats / ints (8: one AVX2 register, 16: one AVX-512 register); `a += b * c` one fused
+// multiply-add. The helpers taking or returning them are always inlined, so no call passes one
+// (GCC's -Wpsabi note about the AVX calling convention does not apply).
 #pragma GCC diagnostic ignored "-Wpsabi"
-typedef float v8f __attribute__((vector_size(32)));
-typedef int32_t v8i __attribute__((vector_size(32)));
-typedef uint32_t v8u __attribute__((vector_size(32)));
+template <int L>
+struct Lanes {
+  typedef float F __attribute__((vector_size(4 * L)));
+  typedef int32_t I __attribute__((vector_size(4 * L)));
+  typedef uint32_t U __attribute__((vector_size(4 * L)));
+};
 
 #define SETDET_ALWAYS_INLINE inline __attribute__((always_inline))
 
-SETDET_ALWAYS_INLINE v8f load8(const float* p) {
-  v8f v;
+template <int L>
+SETDET_ALWAYS_INLINE typename Lanes<L>::F load(const float* p) {
+  typename Lanes<L>::F v;
   std::memcpy(&v, p, sizeof(v));
   return v;
 }
-SETDET_ALWAYS_INLINE void store8(float* p, v8f v) { std::memcpy(p, &v, sizeof(v)); }
-SETDET_ALWAYS_INLINE v8f splat(float x) { return v8f{} + x; }
-SETDET_ALWAYS_INLINE v8f vmax(v8f a, v8f b) { return a > b ? a : b; }
-SETDET_ALWAYS_INLINE v8f vabs(v8f a) { return (v8f)((v8i)a & 0x7fffffff); }
+template <int L>
+SETDET_ALWAYS_INLINE void store(float* p, typename Lanes<L>::F v) {
+  std::memcpy(p, &v, sizeof(v));
+}
+template <int L>
+SETDET_ALWAYS_INLINE typename Lanes<L>::F splat(float x) {
+  return typename Lanes<L>::F{} + x;
+}
+template <int L>
+SETDET_ALWAYS_INLINE typename Lanes<L>::F vmax(typename Lanes<L>::F a, typename Lanes<L>::F b) {
+  return a > b ? a : b;
+}
+template <int L>
+SETDET_ALWAYS_INLINE typename Lanes<L>::F vabs(typename Lanes<L>::F a) {
+  using V = Lanes<L>;
+  return (typename V::F)((typename V::I)a & 0x7fffffff);
+}
 
 // Natural log of positive normal floats (the geometry's arguments are >= 1e-3, the weights
 // >= 1e-6): x = m 2^e with m in [sqrt(1/2), sqrt(2)), log(1 + f) by the minimax polynomial of
 // Cephes' logf (coefficients from Cephes 2.9, S. L. Moshier), about 1 ulp.
-SETDET_ALWAYS_INLINE v8f vlog(v8f x) {
-  const v8i bits = (v8i)x;
-  v8i e = (bits >> 23) - 127;
-  v8f m = (v8f)((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
-  const v8i big = m > 1.41421356237f;
+template <int L>
+SETDET_ALWAYS_INLINE typename Lanes<L>::F vlog(typename Lanes<L>::F x) {
+  using F = typename Lanes<L>::F;
+  using I = typename Lanes<L>::I;
+  const I bits = (I)x;
+  I e = (bits >> 23) - 127;
+  F m = (F)((bits & 0x007fffff) | 0x3f800000);  // [1, 2)
+  const I big = m > 1.41421356237f;
   m = big ? m * 0.5f : m;
   e -= big;  // -1 where halved
-  const v8f f = m - 1.0f;
-  const v8f ef = __builtin_convertvector(e, v8f);
-  const v8f z = f * f;
-  v8f y = 7.0376836292e-2f * f - 1.1514610310e-1f;
+  const F f = m - 1.0f;
+  const F ef = __builtin_convertvector(e, F);
+  const F z = f * f;
+  F y = 7.0376836292e-2f * f - 1.1514610310e-1f;
   y = y * f + 1.1676998740e-1f;
   y = y * f - 1.2420140846e-1f;
   y = y * f + 1.4249322787e-1f;
@@ -85,50 +106,58 @@ SETDET_ALWAYS_INLINE v8f vlog(v8f x) {
 }
 
 // e^x for x in [-87, 88] (clamped): 2^n e^r with |r| <= ln(2) / 2, Cephes' expf polynomial.
-SETDET_ALWAYS_INLINE v8f vexp(v8f x) {
-  x = vmax(x, splat(-87.0f));
-  x = x < 88.0f ? x : splat(88.0f);
-  const v8f magic = splat(12582912.0f);  // 1.5 x 2^23: adding it rounds to an integer
-  const v8f n = (x * 1.44269504089f + magic) - magic;
-  v8f r = x - n * 0.693359375f;
+template <int L>
+SETDET_ALWAYS_INLINE typename Lanes<L>::F vexp(typename Lanes<L>::F x) {
+  using F = typename Lanes<L>::F;
+  using I = typename Lanes<L>::I;
+  x = vmax<L>(x, splat<L>(-87.0f));
+  x = x < 88.0f ? x : splat<L>(88.0f);
+  const F magic = splat<L>(12582912.0f);  // 1.5 x 2^23: adding it rounds to an integer
+  const F n = (x * 1.44269504089f + magic) - magic;
+  F r = x - n * 0.693359375f;
   r = r - n * -2.12194440e-4f;
-  const v8f z = r * r;
-  v8f y = 1.9875691500e-4f * r + 1.3981999507e-3f;
+  const F z = r * r;
+  F y = 1.9875691500e-4f * r + 1.3981999507e-3f;
   y = y * r + 8.3334519073e-3f;
   y = y * r + 4.1665795894e-2f;
   y = y * r + 1.6666665459e-1f;
   y = y * r + 5.0000001201e-1f;
   y = y * z + r + 1.0f;
-  const v8i scale = (__builtin_convertvector(n, v8i) + 127) << 23;
-  return y * (v8f)scale;
+  const I scale = (__builtin_convertvector(n, I) + 127) << 23;
+  return y * (F)scale;
 }
 
 // sin and cos of |x| < 2^22 (the embedding's arguments stay below 1e3): x = r + q pi / 2 with
 // |r| <= pi / 4 (pi / 2 in three parts, Cody and Waite), Cephes' sinf / cosf polynomials on r,
 // then the quadrant's swap and signs.
-SETDET_ALWAYS_INLINE void vsincos(v8f x, v8f& s, v8f& c) {
-  const v8f magic = splat(12582912.0f);
-  const v8f qf = (x * 0.636619772367581f + magic) - magic;
-  const v8i q = __builtin_convertvector(qf, v8i);
-  v8f r = x - qf * 1.5703125f;
+template <int L>
+SETDET_ALWAYS_INLINE void vsincos(typename Lanes<L>::F x, typename Lanes<L>::F& s,
+                                  typename Lanes<L>::F& c) {
+  using F = typename Lanes<L>::F;
+  using I = typename Lanes<L>::I;
+  using U = typename Lanes<L>::U;
+  const F magic = splat<L>(12582912.0f);
+  const F qf = (x * 0.636619772367581f + magic) - magic;
+  const I q = __builtin_convertvector(qf, I);
+  F r = x - qf * 1.5703125f;
   r = r - qf * 4.837512969970703125e-4f;
   r = r - qf * 7.54978995489188216e-8f;
-  const v8f z = r * r;
-  const v8f sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
-  const v8f cp =
+  const F z = r * r;
+  const F sp = ((-1.9515295891e-4f * z + 8.3321608736e-3f) * z - 1.6666654611e-1f) * z * r + r;
+  const F cp =
       ((2.443315711809948e-5f * z - 1.388731625493765e-3f) * z + 4.166664568298827e-2f) * z * z -
       0.5f * z + 1.0f;
-  const v8i odd = (q & 1) != 0;
-  const v8f s0 = odd ? cp : sp;
-  const v8f c0 = odd ? sp : cp;
-  const v8u uq = (v8u)q;
-  s = (v8f)((v8u)s0 ^ ((uq & 2u) << 30));        // negative in quadrants 2, 3
-  c = (v8f)((v8u)c0 ^ (((uq + 1u) & 2u) << 30));  // negative in quadrants 1, 2
+  const I odd = (q & 1) != 0;
+  const F s0 = odd ? cp : sp;
+  const F c0 = odd ? sp : cp;
+  const U uq = (U)q;
+  s = (F)((U)s0 ^ ((uq & 2u) << 30));        // negative in quadrants 2, 3
+  c = (F)((U)c0 ^ (((uq + 1u) & 2u) << 30));  // negative in quadrants 1, 2
 }
 
 // The problem in the kernel's layout: `groups` independent sets of n boxes (queries) whose first m
 // are keys; the keys' centres and sizes padded to a multiple of kKeys per group, W zero-padded to
-// a multiple of kHeads rows. A query row r is query r % n of group r / n.
+// a multiple of kHeadPad rows. A query row r is query r % n of group r / n.
 struct Geometry {
   int64_t groups = 0, n = 0, m = 0, m_pad = 0, h = 0, h_pad = 0, freqs = 0, dim = 0;
   std::vector<float> cx, cy, w, hh;      // queries [groups * n]
@@ -140,53 +169,63 @@ struct Geometry {
   int64_t row_offset(int64_t r) const { return (r / n) * h * n * m + (r % n) * m; }
 };
 
-// E [dim][kKeys] of query row r and its group's keys k0 .. k0 + 15.
+// E [dim][kKeys] of query row r and its group's keys k0 .. k0 + kKeys - 1.
+template <int L>
 SETDET_ALWAYS_INLINE void embed_block(const Geometry& g, int64_t r, int64_t k0, float* e) {
-  const v8f qcx = splat(g.cx[r]), qcy = splat(g.cy[r]), qw = splat(g.w[r]), qh = splat(g.hh[r]);
+  using F = typename Lanes<L>::F;
+  const F qcx = splat<L>(g.cx[r]), qcy = splat<L>(g.cy[r]), qw = splat<L>(g.w[r]),
+          qh = splat<L>(g.hh[r]);
+  const F min_offset = splat<L>(static_cast<float>(kMinOffset));
   const int64_t f = g.freqs;
-  for (int64_t half = 0; half < kKeys; half += 8) {
-    const int64_t k = (r / g.n) * g.m_pad + k0 + half;
-    const v8f coord[4] = {
-        vlog(vmax(vabs(qcx - load8(&g.kcx[k])) / qw, splat(static_cast<float>(kMinOffset)))),
-        vlog(vmax(vabs(qcy - load8(&g.kcy[k])) / qh, splat(static_cast<float>(kMinOffset)))),
-        vlog(qw / load8(&g.kw[k])), vlog(qh / load8(&g.khh[k]))};
+  for (int64_t part = 0; part < kKeys; part += L) {
+    const int64_t k = (r / g.n) * g.m_pad + k0 + part;
+    const F coord[4] = {vlog<L>(vmax<L>(vabs<L>(qcx - load<L>(&g.kcx[k])) / qw, min_offset)),
+                        vlog<L>(vmax<L>(vabs<L>(qcy - load<L>(&g.kcy[k])) / qh, min_offset)),
+                        vlog<L>(qw / load<L>(&g.kw[k])), vlog<L>(qh / load<L>(&g.khh[k]))};
     for (int c = 0; c < 4; ++c) {
-      const v8f a = coord[c] * static_cast<float>(kScale);
+      const F a = coord[c] * static_cast<float>(kScale);
       for (int64_t j = 0; j < f; ++j) {
-        v8f s, co;
-        vsincos(a * g.inv[j], s, co);
-        store8(e + (c * 2 * f + j) * kKeys + half, s);
-        store8(e + (c * 2 * f + f + j) * kKeys + half, co);
+        F s, co;
+        vsincos<L>(a * g.inv[j], s, co);
+        store<L>(e + (c * 2 * f + j) * kKeys + part, s);
+        store<L>(e + (c * 2 * f + f + j) * kKeys + part, co);
       }
     }
   }
 }
 
-// Query rows [r0, r1) of out [groups, h, n, m]: log(max(W . E + b, 1e-6)).
+// Query rows [r0, r1) of out [groups, h, n, m]: log(max(W . E + b, 1e-6)). Register tile: TH heads
+// x the block's kKeys / L vectors.
+template <int L, int TH>
 SETDET_ALWAYS_INLINE void forward_rows(const Geometry& g, float* out, int64_t r0, int64_t r1) {
+  using F = typename Lanes<L>::F;
+  constexpr int V = kKeys / L;
   std::vector<float> e(g.dim * kKeys);
   const int64_t plane = g.n * g.m;
   for (int64_t q = r0; q < r1; ++q) {
     float* row = out + g.row_offset(q);
     for (int64_t k0 = 0; k0 < g.m; k0 += kKeys) {
-      embed_block(g, q, k0, e.data());
+      embed_block<L>(g, q, k0, e.data());
       const int64_t valid = std::min(kKeys, g.m - k0);
-      for (int64_t h0 = 0; h0 < g.h; h0 += kHeads) {
-        v8f acc[kHeads][2];
-        for (int i = 0; i < kHeads; ++i) acc[i][0] = acc[i][1] = splat(g.bias[h0 + i]);
+      for (int64_t h0 = 0; h0 < g.h; h0 += TH) {
+        F acc[TH][V];
+        for (int i = 0; i < TH; ++i) {
+          for (int v = 0; v < V; ++v) acc[i][v] = splat<L>(g.bias[h0 + i]);
+        }
         const float* wrow = &g.weight[h0 * g.dim];
         for (int64_t j = 0; j < g.dim; ++j) {
-          const v8f e0 = load8(&e[j * kKeys]), e1 = load8(&e[j * kKeys + 8]);
-          for (int i = 0; i < kHeads; ++i) {
-            const v8f wv = splat(wrow[i * g.dim + j]);
-            acc[i][0] += wv * e0;
-            acc[i][1] += wv * e1;
+          F ev[V];
+          for (int v = 0; v < V; ++v) ev[v] = load<L>(&e[j * kKeys + v * L]);
+          for (int i = 0; i < TH; ++i) {
+            const F wv = splat<L>(wrow[i * g.dim + j]);
+            for (int v = 0; v < V; ++v) acc[i][v] += wv * ev[v];
           }
         }
-        for (int i = 0; i < kHeads && h0 + i < g.h; ++i) {
+        for (int i = 0; i < TH && h0 + i < g.h; ++i) {
           float y[kKeys];
-          store8(y, vlog(vmax(acc[i][0], splat(kMinWeight))));
-          store8(y + 8, vlog(vmax(acc[i][1], splat(kMinWeight))));
+          for (int v = 0; v < V; ++v) {
+            store<L>(y + v * L, vlog<L>(vmax<L>(acc[i][v], splat<L>(kMinWeight))));
+          }
           std::memcpy(row + (h0 + i) * plane + k0, y, valid * sizeof(float));
         }
       }
@@ -194,19 +233,23 @@ SETDET_ALWAYS_INLINE void forward_rows(const Geometry& g, float* out, int64_t r0
   }
 }
 
-// For query rows [r0, r1): gw [h_pad][dim][8] += lane sums of gz x E, gb [h_pad][8] += lane sums of gz,
-// with gz = grad / w_G = grad exp(-y) where the product was not clamped.
+// For query rows [r0, r1): gw [h_pad][dim] += gz x E, gb [h_pad] += sum of gz, with gz = grad /
+// w_G = grad exp(-y) where the product was not clamped. Register tile: TH heads x TJ embedding
+// dimensions, one vector of L keys at a time; lane sums kept until the end.
+template <int L, int TH, int TJ>
 SETDET_ALWAYS_INLINE void backward_rows(const Geometry& g, const float* y, const float* grad,
                                         float* gw, float* gb, int64_t r0, int64_t r1) {
-  // one row's E [dim][m_pad] and gz [h_pad][m_pad]
+  using F = typename Lanes<L>::F;
+  // one row's E [dim][m_pad] and gz [h_pad][m_pad]; lane sums [h_pad][dim][L] and [h_pad][L]
   std::vector<float> e(g.dim * g.m_pad), gz(g.h_pad * g.m_pad, 0.0f), block(g.dim * kKeys);
+  std::vector<float> lw(g.h_pad * g.dim * L, 0.0f), lb(g.h_pad * L, 0.0f);
   const int64_t plane = g.n * g.m;
   // y = log(z') with z' = max(z, 1e-6): the clamped entries hold log(1e-6) up to the log's
   // rounding, hence the margin (products in (1e-6, 1.001e-6] count as clamped).
-  const v8f clamped = splat(std::log(kMinWeight) + 1e-3f);
+  const F clamped = splat<L>(std::log(kMinWeight) + 1e-3f);
   for (int64_t q = r0; q < r1; ++q) {
     for (int64_t k0 = 0; k0 < g.m_pad; k0 += kKeys) {
-      embed_block(g, q, k0, block.data());
+      embed_block<L>(g, q, k0, block.data());
       for (int64_t j = 0; j < g.dim; ++j) {
         std::memcpy(&e[j * g.m_pad + k0], &block[j * kKeys], kKeys * sizeof(float));
       }
@@ -216,60 +259,68 @@ SETDET_ALWAYS_INLINE void backward_rows(const Geometry& g, const float* y, const
       const float* gr = grad + g.row_offset(q) + h * plane;
       float* out = &gz[h * g.m_pad];
       int64_t k = 0;
-      for (; k + 8 <= g.m; k += 8) {
-        const v8f yv = load8(yr + k);
-        store8(out + k, yv > clamped ? load8(gr + k) * vexp(-yv) : v8f{});
+      for (; k + L <= g.m; k += L) {
+        const F yv = load<L>(yr + k);
+        store<L>(out + k, yv > clamped ? load<L>(gr + k) * vexp<L>(-yv) : F{});
       }
       if (k < g.m) {
-        float yt[8] = {}, gt[8] = {};
+        float yt[L] = {}, gt[L] = {};
         std::memcpy(yt, yr + k, (g.m - k) * sizeof(float));
         std::memcpy(gt, gr + k, (g.m - k) * sizeof(float));
-        const v8f yv = load8(yt);
-        store8(out + k, yv > clamped ? load8(gt) * vexp(-yv) : v8f{});  // padding: grad 0
+        const F yv = load<L>(yt);
+        store<L>(out + k, yv > clamped ? load<L>(gt) * vexp<L>(-yv) : F{});  // padding: grad 0
       }
     }
-    for (int64_t h0 = 0; h0 < g.h_pad; h0 += kHeads) {
-      for (int i = 0; i < kHeads; ++i) {
-        v8f acc = load8(gb + (h0 + i) * 8);
-        for (int64_t k = 0; k < g.m_pad; k += 8) acc += load8(&gz[(h0 + i) * g.m_pad + k]);
-        store8(gb + (h0 + i) * 8, acc);
+    for (int64_t h0 = 0; h0 < g.h_pad; h0 += TH) {
+      for (int i = 0; i < TH; ++i) {
+        F acc = load<L>(&lb[(h0 + i) * L]);
+        for (int64_t k = 0; k < g.m_pad; k += L) acc += load<L>(&gz[(h0 + i) * g.m_pad + k]);
+        store<L>(&lb[(h0 + i) * L], acc);
       }
-      for (int64_t j0 = 0; j0 < g.dim; j0 += 2) {
-        v8f acc[kHeads][2];
-        for (int i = 0; i < kHeads; ++i) {
-          for (int jj = 0; jj < 2; ++jj) acc[i][jj] = load8(gw + ((h0 + i) * g.dim + j0 + jj) * 8);
+      for (int64_t j0 = 0; j0 < g.dim; j0 += TJ) {
+        F acc[TH][TJ];
+        for (int i = 0; i < TH; ++i) {
+          for (int jj = 0; jj < TJ; ++jj) acc[i][jj] = load<L>(&lw[((h0 + i) * g.dim + j0 + jj) * L]);
         }
-        for (int64_t k = 0; k < g.m_pad; k += 8) {
-          const v8f e0 = load8(&e[j0 * g.m_pad + k]), e1 = load8(&e[(j0 + 1) * g.m_pad + k]);
-          for (int i = 0; i < kHeads; ++i) {
-            const v8f gv = load8(&gz[(h0 + i) * g.m_pad + k]);
-            acc[i][0] += gv * e0;
-            acc[i][1] += gv * e1;
+        for (int64_t k = 0; k < g.m_pad; k += L) {
+          F ev[TJ];
+          for (int jj = 0; jj < TJ; ++jj) ev[jj] = load<L>(&e[(j0 + jj) * g.m_pad + k]);
+          for (int i = 0; i < TH; ++i) {
+            const F gv = load<L>(&gz[(h0 + i) * g.m_pad + k]);
+            for (int jj = 0; jj < TJ; ++jj) acc[i][jj] += gv * ev[jj];
           }
         }
-        for (int i = 0; i < kHeads; ++i) {
-          for (int jj = 0; jj < 2; ++jj) store8(gw + ((h0 + i) * g.dim + j0 + jj) * 8, acc[i][jj]);
+        for (int i = 0; i < TH; ++i) {
+          for (int jj = 0; jj < TJ; ++jj) store<L>(&lw[((h0 + i) * g.dim + j0 + jj) * L], acc[i][jj]);
         }
       }
     }
+  }
+  for (int64_t i = 0; i < g.h_pad * g.dim; ++i) {
+    for (int l = 0; l < L; ++l) gw[i] += lw[i * L + l];
+  }
+  for (int64_t h = 0; h < g.h_pad; ++h) {
+    for (int l = 0; l < L; ++l) gb[h] += lb[h * L + l];
   }
 }
 
-// One body per instruction set: compiled for AVX2 + FMA, and for the x86-64 baseline (SSE2) where
-// those are missing; chosen once per call by the running CPU.
-#define SETDET_GEOMETRIC_KERNELS(ATTR, SUFFIX)                                                  \
+// One body per instruction set: AVX-512 (16 lanes, 32 registers: bigger tiles), AVX2 + FMA, and
+// the x86-64 baseline (SSE2) where those are missing; chosen once per call by the running CPU.
+#define SETDET_GEOMETRIC_KERNELS(ATTR, SUFFIX, L, TH, TJ)                                        \
   ATTR void forward_##SUFFIX(const Geometry& g, float* out, int64_t r0, int64_t r1) {           \
-    forward_rows(g, out, r0, r1);                                                               \
+    forward_rows<L, TH>(g, out, r0, r1);                                                        \
   }                                                                                             \
   ATTR void backward_##SUFFIX(const Geometry& g, const float* y, const float* grad, float* gw, \
                               float* gb, int64_t r0, int64_t r1) {                              \
-    backward_rows(g, y, grad, gw, gb, r0, r1);                                                  \
+    backward_rows<L, 4, TJ>(g, y, grad, gw, gb, r0, r1);                                        \
   }
 #if defined(__x86_64__) && defined(__GNUC__)
-SETDET_GEOMETRIC_KERNELS(__attribute__((target("avx2,fma"))), avx2)
-#define SETDET_GEOMETRIC_HAS_AVX2 1
+SETDET_GEOMETRIC_KERNELS(__attribute__((target("avx512f,avx512dq,avx512vl,avx2,fma"))), avx512,
+                         16, 8, 4)
+SETDET_GEOMETRIC_KERNELS(__attribute__((target("avx2,fma"))), avx2, 8, 4, 2)
+#define SETDET_GEOMETRIC_HAS_AVX 1
 #endif
-SETDET_GEOMETRIC_KERNELS(, baseline)
+SETDET_GEOMETRIC_KERNELS(, baseline, 8, 4, 2)
 #undef SETDET_GEOMETRIC_KERNELS
 
 // Denormal inputs (a gradient of ~1e-40 from a saturated softmax) take a microcode assist on every
@@ -288,19 +339,35 @@ class DenormalsAreZero {
 #endif
 };
 
-bool use_avx2() {
-#ifdef SETDET_GEOMETRIC_HAS_AVX2
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
+enum class Isa { baseline = 0, avx2 = 1, avx512 = 2 };
+
+std::atomic<int> isa_cap{static_cast<int>(Isa::avx512)};
+
+Isa best_isa() {
+#ifdef SETDET_GEOMETRIC_HAS_AVX
+  static const Isa best = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                                  __builtin_cpu_supports("avx512vl")
+                              ? Isa::avx512
+                          : __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")
+                              ? Isa::avx2
+                              : Isa::baseline;
+  return best;
 #else
-  return false;
+  return Isa::baseline;
 #endif
+}
+
+Isa isa() { return static_cast<Isa>(std::min(static_cast<int>(best_isa()), isa_cap.load())); }
+
+const char* isa_name(Isa i) {
+  return i == Isa::avx512 ? "avx512" : i == Isa::avx2 ? "avx2" : "baseline";
 }
 
 void forward_kernel(const Geometry& g, float* out, int64_t r0, int64_t r1) {
   const DenormalsAreZero daz;
-#ifdef SETDET_GEOMETRIC_HAS_AVX2
-  if (use_avx2()) return forward_avx2(g, out, r0, r1);
+#ifdef SETDET_GEOMETRIC_HAS_AVX
+  if (isa() == Isa::avx512) return forward_avx512(g, out, r0, r1);
+  if (isa() == Isa::avx2) return forward_avx2(g, out, r0, r1);
 #endif
   forward_baseline(g, out, r0, r1);
 }
@@ -308,8 +375,9 @@ void forward_kernel(const Geometry& g, float* out, int64_t r0, int64_t r1) {
 void backward_kernel(const Geometry& g, const float* y, const float* grad, float* gw, float* gb,
                      int64_t r0, int64_t r1) {
   const DenormalsAreZero daz;
-#ifdef SETDET_GEOMETRIC_HAS_AVX2
-  if (use_avx2()) return backward_avx2(g, y, grad, gw, gb, r0, r1);
+#ifdef SETDET_GEOMETRIC_HAS_AVX
+  if (isa() == Isa::avx512) return backward_avx512(g, y, grad, gw, gb, r0, r1);
+  if (isa() == Isa::avx2) return backward_avx2(g, y, grad, gw, gb, r0, r1);
 #endif
   backward_baseline(g, y, grad, gw, gb, r0, r1);
 }
@@ -323,7 +391,7 @@ Geometry make_geometry(const at::Tensor& boxes, int64_t num_keys, const at::Tens
   g.m = num_keys;
   g.m_pad = (num_keys + kKeys - 1) / kKeys * kKeys;
   g.h = weight.size(0);
-  g.h_pad = (g.h + kHeads - 1) / kHeads * kHeads;
+  g.h_pad = (g.h + kHeadPad - 1) / kHeadPad * kHeadPad;
   g.dim = weight.size(1);
   g.freqs = g.dim / 8;
   const auto cs = centre_size(boxes.reshape({-1, 4}));
@@ -385,15 +453,15 @@ class LogGeometricWeightFunction
     const at::Tensor grad = grads[0].contiguous();
     const int64_t rows = g.groups * g.n;
     const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(at::get_num_threads(), rows));
-    // per part: [h_pad][dim][8] lane sums of the weight gradient, then [h_pad][8] of the bias's
-    const int64_t stride = g.h_pad * (g.dim + 1) * 8;
+    // per part: [h_pad][dim] sums of the weight gradient, then [h_pad] of the bias's
+    const int64_t stride = g.h_pad * (g.dim + 1);
     std::vector<float> partial(parts * stride, 0.0f);
     at::parallel_for(0, parts, 1, [&](int64_t c0, int64_t c1) {
       for (int64_t c = c0; c < c1; ++c) {
         const auto [r0, r1] = part(rows, parts, c);
         float* gw = partial.data() + c * stride;
         backward_kernel(g, y.data_ptr<float>(), grad.data_ptr<float>(), gw,
-                        gw + g.h_pad * g.dim * 8, r0, r1);
+                        gw + g.h_pad * g.dim, r0, r1);
       }
     });
     at::Tensor grad_weight = at::zeros({g.h, g.dim}, saved[1].options());
@@ -403,10 +471,8 @@ class LogGeometricWeightFunction
     for (int64_t c = 0; c < parts; ++c) {  // fixed order: the same sums for the same thread count
       const float* p = partial.data() + c * stride;
       for (int64_t h = 0; h < g.h; ++h) {
-        for (int64_t j = 0; j < g.dim; ++j) {
-          for (int l = 0; l < 8; ++l) gw[h * g.dim + j] += p[(h * g.dim + j) * 8 + l];
-        }
-        for (int l = 0; l < 8; ++l) gb[h] += p[(g.h_pad * g.dim + h) * 8 + l];
+        for (int64_t j = 0; j < g.dim; ++j) gw[h * g.dim + j] += p[h * g.dim + j];
+        gb[h] += p[g.h_pad * g.dim + h];
       }
     }
     return {at::Tensor(), at::Tensor(), grad_weight, grad_bias};
@@ -414,6 +480,16 @@ class LogGeometricWeightFunction
 };
 
 }  // namespace
+
+std::string geometric_weight_isa() { return isa_name(isa()); }
+
+std::string limit_geometric_weight_isa(const std::string& name) {
+  const std::string previous = isa_name(static_cast<Isa>(isa_cap.load()));
+  TORCH_CHECK(name == "avx512" || name == "avx2" || name == "baseline",
+              "limit_geometric_weight_isa: expected avx512, avx2 or baseline, got '", name, "'");
+  isa_cap = static_cast<int>(name == "avx512" ? Isa::avx512 : name == "avx2" ? Isa::avx2 : Isa::baseline);
+  return previous;
+}
 
 std::array<at::Tensor, 4> centre_size(const at::Tensor& boxes) {
   const at::Tensor w = (boxes.select(1, 2) - boxes.select(1, 0) + 1.0).clamp_min(kMinOffset);

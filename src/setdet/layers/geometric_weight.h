@@ -21,6 +21,7 @@
 
 #include <array>
 #include <cstdint>
+#include <string>
 
 namespace setdet {
 
@@ -28,6 +29,11 @@ namespace setdet {
 // [G, H, N, M].
 at::Tensor log_geometric_weight(const at::Tensor& boxes, int64_t num_keys, const at::Tensor& weight,
                                 const at::Tensor& bias);
+
+// The instruction set the CPU kernel uses ("avx512", "avx2" or "baseline": the best the CPU has,
+// up to the limit), and a limit on it (to compare them or test each; returns the previous limit).
+std::string geometric_weight_isa();
+std::string limit_geometric_weight_isa(const std::string& name);
 
 // The composite path, differentiable in all inputs: relu(linear(embedding)), clamp, log, as
 // [H, N, M] for an embedding [N, M, d_g].

@@ -109,7 +109,8 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
     f = f + sinusoid_embedding(at::stack({cs[0], cs[1], cs[2], cs[3]}, 1), o.feature_dim(), 1.0)
                 .view({groups, n, o.feature_dim()});
   }
-  const at::Tensor q = linear(f, query_)
+  // 1 / sqrt(d_k) scales q (N x d_k values) rather than the N x M logits
+  const at::Tensor q = (linear(f, query_) * (1.0 / std::sqrt(static_cast<double>(o.key_dim()))))
                            .reshape({groups, n, o.num_heads(), o.key_dim()})
                            .permute({0, 2, 1, 3})
                            .reshape({groups * o.num_heads(), n, o.key_dim()});
@@ -124,8 +125,7 @@ at::Tensor RelationModuleImpl::logits(const at::Tensor& features, const at::Tens
       features.scalar_type() == at::kBFloat16 || features.scalar_type() == at::kHalf
           ? at::kFloat
           : features.scalar_type();
-  at::Tensor logits = batched_matmul(q, k).to(dtype).view({groups, o.num_heads(), n, m}) /
-                      std::sqrt(static_cast<double>(o.key_dim()));
+  at::Tensor logits = batched_matmul(q, k).to(dtype).view({groups, o.num_heads(), n, m});
   if (o.geometry() == "ours") {
     const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
     at::Tensor lw = log_weight.defined() ? log_weight : log_geometric_weight(boxes, m);
