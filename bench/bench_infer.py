@@ -14,6 +14,10 @@ thread count (--threads, default 2) on every side:
   runs) against torchvision.io.read_image + model([image]) (its transform, network and
   postprocess_detections).
 
+Every side runs with glibc's mmap threshold fixed (MALLOC_MMAP_THRESHOLD_, see MALLOC_ENV below;
+--glibc-malloc default leaves glibc's moving one), and the ONNX Runtime rows run after all the
+others: its export and node process changed the timing of the rows that followed them.
+
 Weights: when the .pth importer is there (`setdet bench --checkpoint X.pth`), both sides run the
 same torchvision state_dict (head shifted so that the random model detects things, as in
 tests/python/test_torchvision_parity.py) and the end-to-end rows compare detection counts;
@@ -102,6 +106,17 @@ def ensure_ort(work):
     return env, version
 
 
+# glibc serves an allocation above its mmap threshold with a fresh mmap, whose pages fault in on
+# first touch, and frees it with munmap. The threshold starts at 128 KiB and rises to the size of
+# the largest mmapped block freed so far, up to 32 MiB, so it moves in the middle of a run: after
+# torch.onnx.export (or any burst of large allocations) torchvision's eager Faster R-CNN network
+# ran 1.32 s instead of 1.79 s on the same input (2 threads, 2026-12-05), and its rows timed after
+# the ONNX Runtime row looked faster than those timed before it. A fixed threshold above the
+# largest activation keeps every side in one regime for the whole run.
+MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
+MALLOC_FIXED = str(1 << 30)
+
+
 def build_torchvision(spec, image, equal_weights):
     torch.manual_seed(0)
     model = spec["builder"](weights=None, weights_backbone=None, num_classes=91)
@@ -145,28 +160,8 @@ def bench_model(name, spec, args, work, ort_env, photo, equal_weights):
     if unfused:
         rows.append(dict(case=case + " (setdet unfused)", ours=unfused["median_s"],
                          peer="torchvision eager", t_peer=t_tv, note="setdet: BN unfolded"))
-    if isinstance(ort_env, dict):
-        onnx_path = os.path.join(work, f"{name}_{h}x{w}.onnx")
-        torch.onnx.export(net, (x,), onnx_path, opset_version=13, input_names=["images"],
-                          output_names=[f"out{i}" for i in range(len(ref))])
-        x_bin = os.path.join(work, f"input_{h}x{w}.bin")
-        x.numpy().astype(np.float32).tofile(x_bin)
-        dump = os.path.join(work, f"{name}_ort_out")
-        ort = run_json(["node", os.path.join(ROOT, "bench", "ort_run.js"), onnx_path, x_bin,
-                        f"1,3,{h},{w}", "--threads", str(args.threads), "--repeats",
-                        str(args.repeats), "--dump", dump], env=ort_env)
-        with open(os.path.join(dump, "outputs.json")) as f:
-            metas = json.load(f)
-        diff = 0.0
-        for i, m in enumerate(metas):
-            got = np.fromfile(os.path.join(dump, m["name"] + ".bin"), dtype=np.float32)
-            diff = max(diff, float(np.abs(got - ref[i].numpy().reshape(-1)).max()))
-        rows.append(dict(case=case, ours=ours["median_s"],
-                         peer=f"ONNX Runtime {ort['onnxruntime_node']}", t_peer=ort["median_s"],
-                         note=f"ORT vs torchvision outputs: max |diff| {diff:.1e}"))
-    else:
-        rows.append(dict(case=case, ours=ours["median_s"], peer="ONNX Runtime", t_peer=None,
-                         note=f"unavailable: {ort_env}"))
+    ort_at = len(rows)  # the ONNX Runtime row's place (filled in last, below)
+    rows.append(None)
 
     # -- end to end: decode -> detections
     def tv_e2e():
@@ -188,6 +183,32 @@ def bench_model(name, spec, args, work, ort_env, photo, equal_weights):
                           f"(input {e2e['input'][2]}x{e2e['input'][3]})",
                      ours=e2e["median_s"], peer="torchvision model(image)", t_peer=t_tv_e2e,
                      goal="<= 0.9x", note=note))
+    # -- ONNX Runtime: run by main() after every other row, whose timings its export and node
+    # process changed when they came first
+    def ort_row():
+        if not isinstance(ort_env, dict):
+            return dict(case=case, ours=ours["median_s"], peer="ONNX Runtime", t_peer=None,
+                        note=f"unavailable: {ort_env}")
+        onnx_path = os.path.join(work, f"{name}_{h}x{w}.onnx")
+        torch.onnx.export(net, (x,), onnx_path, opset_version=13, input_names=["images"],
+                          output_names=[f"out{i}" for i in range(len(ref))])
+        x_bin = os.path.join(work, f"input_{h}x{w}.bin")
+        x.numpy().astype(np.float32).tofile(x_bin)
+        dump = os.path.join(work, f"{name}_ort_out")
+        ort = run_json(["node", os.path.join(ROOT, "bench", "ort_run.js"), onnx_path, x_bin,
+                        f"1,3,{h},{w}", "--threads", str(args.threads), "--repeats",
+                        str(args.repeats), "--dump", dump], env=ort_env)
+        with open(os.path.join(dump, "outputs.json")) as f:
+            metas = json.load(f)
+        diff = 0.0
+        for i, m in enumerate(metas):
+            got = np.fromfile(os.path.join(dump, m["name"] + ".bin"), dtype=np.float32)
+            diff = max(diff, float(np.abs(got - ref[i].numpy().reshape(-1)).max()))
+        return dict(case=case, ours=ours["median_s"],
+                    peer=f"ONNX Runtime {ort['onnxruntime_node']}", t_peer=ort["median_s"],
+                    note=f"ORT vs torchvision outputs: max |diff| {diff:.1e}")
+
+    rows[ort_at] = ort_row
     return rows
 
 
@@ -203,7 +224,15 @@ def main():
                         help="also time setdet with BatchNorm unfolded")
     parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
     parser.add_argument("--work-dir", default=os.path.join(ROOT, "build", "bench_infer"))
+    parser.add_argument("--glibc-malloc", choices=["fixed", "default"], default="fixed",
+                        help="fixed: run every side with " + MALLOC_ENV + "=" + MALLOC_FIXED +
+                             " (one allocation regime for the whole run); default: glibc's "
+                             "dynamic threshold")
     args = parser.parse_args()
+    if args.glibc_malloc == "fixed" and os.environ.get(MALLOC_ENV) != MALLOC_FIXED:
+        # glibc reads it at start-up: start again with it (setdet and node inherit it)
+        os.execve(sys.executable, [sys.executable] + sys.argv,
+                  dict(os.environ, **{MALLOC_ENV: MALLOC_FIXED}))
     torch.set_num_threads(args.threads)
     os.makedirs(args.work_dir, exist_ok=True)
 
@@ -226,11 +255,14 @@ def main():
             sys.exit(f"bench_infer: --models: unknown model '{name}', expected one of "
                      + ", ".join(MODELS))
         rows += bench_model(name, MODELS[name], args, args.work_dir, ort, photo, equal_weights)
+    rows = [r() if callable(r) else r for r in rows]  # the ONNX Runtime rows, after all others
 
     print(f"{args.threads} threads on every side; torch {torch.__version__} / torchvision "
           f"{torchvision.__version__} eager (no pretrained weights: BatchNorm2d in eval mode); "
           f"setdet LibTorch 1.13, BatchNorm folded, channels-last; weights "
           f"{'equal (torchvision state_dict imported)' if equal_weights else 'random on each side'}"
+          f"; glibc malloc: {MALLOC_ENV}="
+          f"{os.environ.get(MALLOC_ENV, 'unset (dynamic threshold)')} on every side"
           f"; 1-min load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after, "
           f"{os.cpu_count()} cores")
     print()
