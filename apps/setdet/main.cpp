@@ -10,6 +10,7 @@
 
 #include "command.h"
 #include "setdet/core/error.h"
+#include "setdet/core/malloc_tuning.h"
 #include "setdet/core/parallel.h"
 #include "setdet/engine/threads.h"
 
@@ -170,6 +171,9 @@ int run(int argc, char** argv) {
 }  // namespace setdet::cli
 
 int main(int argc, char** argv) {
+  // large tensors reused from the heap instead of faulted in anew on every call (inference: FCOS
+  // R50-FPN network 1.73 s -> 0.85 s); the environment's MALLOC_*_THRESHOLD_ take precedence
+  setdet::keep_freed_memory_for_reuse();
   try {
     return setdet::cli::run(argc, argv);
   } catch (const std::bad_alloc&) {
