@@ -14,9 +14,10 @@ thread count (--threads, default 2) on every side:
   runs) against torchvision.io.read_image + model([image]) (its transform, network and
   postprocess_detections).
 
-Every side runs with glibc's mmap threshold fixed (MALLOC_MMAP_THRESHOLD_, see MALLOC_ENV below;
---glibc-malloc default leaves glibc's moving one), and the ONNX Runtime rows run after all the
-others: its export and node process changed the timing of the rows that followed them.
+Every side runs with glibc's mmap and trim thresholds fixed (MALLOC_MMAP_THRESHOLD_ and
+MALLOC_TRIM_THRESHOLD_, see MALLOC_FIXED below; --glibc-malloc default leaves glibc's moving
+ones), and the ONNX Runtime rows run after all the others: its export and node process changed the
+timing of the rows that followed them.
 
 Weights: when the .pth importer is there (`setdet bench --checkpoint X.pth`), both sides run the
 same torchvision state_dict (head shifted so that the random model detects things, as in
@@ -111,10 +112,22 @@ def ensure_ort(work):
 # the largest mmapped block freed so far, up to 32 MiB, so it moves in the middle of a run: after
 # torch.onnx.export (or any burst of large allocations) torchvision's eager Faster R-CNN network
 # ran 1.32 s instead of 1.79 s on the same input (2 threads, 2026-12-05), and its rows timed after
-# the ONNX Runtime row looked faster than those timed before it. A fixed threshold above the
-# largest activation keeps every side in one regime for the whole run.
-MALLOC_ENV = "MALLOC_MMAP_THRESHOLD_"
-MALLOC_FIXED = str(1 << 30)
+# the ONNX Runtime row looked faster than those timed before it. Below the threshold, glibc gives
+# the free top of its heap back to the system beyond its trim threshold, and those pages fault in
+# again at the next large allocation: with the mmap threshold fixed alone, setdet's FCOS network
+# took 1.73-1.82 s, with the trim threshold raised too 0.85 s (2026-12-05). Both fixed keep every
+# side in one regime, the one in which freed memory is reused (ONNX Runtime keeps its own arena).
+MALLOC_FIXED = {"MALLOC_MMAP_THRESHOLD_": str(1 << 30), "MALLOC_TRIM_THRESHOLD_": str(1 << 34)}
+
+
+def native_bfloat16():
+    """Whether this CPU multiplies bfloat16 natively (Linux /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build_torchvision(spec, image, equal_weights):
@@ -151,22 +164,29 @@ def bench_model(name, spec, args, work, ort_env, photo, equal_weights):
     with torch.no_grad():
         t_tv = median_seconds(lambda: net(x), args.repeats)
         ref = net(x)
-    ours = run_json(setdet + ["--mode", "network", "--height", str(h), "--width", str(w)] + ckpt)
-    unfused = run_json(setdet + ["--mode", "network", "--height", str(h), "--width", str(w),
-                                 "--no-fuse"] + ckpt) if args.unfused else None
+    network = setdet + ["--mode", "network", "--height", str(h), "--width", str(w)] + ckpt
+    ours = run_json(network)
+    direct = run_json(network + ["--no-winograd"])
+    bf16 = run_json(network + ["--precision", "bfloat16"]) if args.bfloat16 else None
+    unfused = run_json(network + ["--no-fuse"]) if args.unfused else None
     case = f"{spec['title']} network, {shape}"
     rows.append(dict(case=case, ours=ours["median_s"], peer="torchvision eager", t_peer=t_tv,
-                     note="setdet: BN folded, channels-last"))
+                     note="setdet: BN folded, channels-last, prepacked oneDNN convolutions, "
+                          "Winograd"))
+    rows.append(dict(case=case + " (setdet without Winograd)", ours=direct["median_s"],
+                     peer="torchvision eager", t_peer=t_tv,
+                     note="setdet: oneDNN's direct kernels only (--no-winograd)"))
     if unfused:
         rows.append(dict(case=case + " (setdet unfused)", ours=unfused["median_s"],
-                         peer="torchvision eager", t_peer=t_tv, note="setdet: BN unfolded"))
+                         peer="torchvision eager", t_peer=t_tv,
+                         note="setdet: BN unfolded, at::conv2d"))
 
     # -- ONNX Runtime: run by main() after every other row, whose timings its export and node
     # process changed when they came first
-    def ort_row():
+    def ort_rows():
         if not isinstance(ort_env, dict):
-            return dict(case=case, ours=ours["median_s"], peer="ONNX Runtime", t_peer=None,
-                        note=f"unavailable: {ort_env}")
+            return [dict(case=case, ours=ours["median_s"], peer="ONNX Runtime", t_peer=None,
+                         note=f"unavailable: {ort_env}")]
         onnx_path = os.path.join(work, f"{name}_{h}x{w}.onnx")
         torch.onnx.export(net, (x,), onnx_path, opset_version=13, input_names=["images"],
                           output_names=[f"out{i}" for i in range(len(ref))])
@@ -182,11 +202,17 @@ def bench_model(name, spec, args, work, ort_env, photo, equal_weights):
         for i, m in enumerate(metas):
             got = np.fromfile(os.path.join(dump, m["name"] + ".bin"), dtype=np.float32)
             diff = max(diff, float(np.abs(got - ref[i].numpy().reshape(-1)).max()))
-        return dict(case=case, ours=ours["median_s"],
-                    peer=f"ONNX Runtime {ort['onnxruntime_node']}", t_peer=ort["median_s"],
-                    note=f"ORT vs torchvision outputs: max |diff| {diff:.1e}")
+        peer = f"ONNX Runtime {ort['onnxruntime_node']} (float32)"
+        out = [dict(case=case, ours=ours["median_s"], peer=peer, t_peer=ort["median_s"],
+                    goal="<= 1.0x", note=f"ORT vs torchvision outputs: max |diff| {diff:.1e}")]
+        if bf16:
+            out.append(dict(case=case + " (setdet bfloat16)", ours=bf16["median_s"], peer=peer,
+                            t_peer=ort["median_s"],
+                            note="setdet --precision bfloat16: backbone, neck and head in "
+                                 "bfloat16 (AVX512-BF16)"))
+        return out
 
-    rows.append(ort_row)  # a function: main() calls it after every other row
+    rows.append(ort_rows)  # a function: main() calls it after every other row
 
     # -- end to end: decode -> detections
     def tv_e2e():
@@ -222,18 +248,24 @@ def main():
     parser.add_argument("--unfused", action="store_true",
                         help="also time setdet with BatchNorm unfolded")
     parser.add_argument("--no-ort", action="store_true", help="skip ONNX Runtime")
+    parser.add_argument("--bfloat16", choices=["auto", "on", "off"], default="auto",
+                        help="also time setdet --precision bfloat16 (auto: when the CPU has "
+                             "avx512_bf16 or amx_bf16)")
     parser.add_argument("--work-dir", default=os.path.join(ROOT, "build", "bench_infer"))
     parser.add_argument("--glibc-malloc", choices=["fixed", "default"], default="fixed",
-                        help="fixed: run every side with " + MALLOC_ENV + "=" + MALLOC_FIXED +
+                        help="fixed: run every side with " +
+                             " ".join(f"{k}={v}" for k, v in MALLOC_FIXED.items()) +
                              " (one allocation regime for the whole run); default: glibc's "
-                             "dynamic threshold")
+                             "dynamic thresholds")
     args = parser.parse_args()
-    if args.glibc_malloc == "fixed" and os.environ.get(MALLOC_ENV) != MALLOC_FIXED:
+    if args.glibc_malloc == "fixed" and any(os.environ.get(k) != v
+                                            for k, v in MALLOC_FIXED.items()):
         # glibc reads it at start-up: start again with it (setdet and node inherit it)
         os.execve(sys.executable, [sys.executable] + sys.argv,
-                  dict(os.environ, **{MALLOC_ENV: MALLOC_FIXED}))
+                  dict(os.environ, **MALLOC_FIXED))
     torch.set_num_threads(args.threads)
     os.makedirs(args.work_dir, exist_ok=True)
+    args.bfloat16 = args.bfloat16 == "on" or (args.bfloat16 == "auto" and native_bfloat16())
 
     photo = next((p for p in PHOTOS if os.path.exists(p)), None)
     if photo is None:
@@ -254,14 +286,17 @@ def main():
             sys.exit(f"bench_infer: --models: unknown model '{name}', expected one of "
                      + ", ".join(MODELS))
         rows += bench_model(name, MODELS[name], args, args.work_dir, ort, photo, equal_weights)
-    rows = [r() if callable(r) else r for r in rows]  # the ONNX Runtime rows, after all others
+    # the ONNX Runtime rows, after all others
+    rows = [row for r in rows for row in (r() if callable(r) else [r])]
 
     print(f"{args.threads} threads on every side; torch {torch.__version__} / torchvision "
           f"{torchvision.__version__} eager (no pretrained weights: BatchNorm2d in eval mode); "
-          f"setdet LibTorch 1.13, BatchNorm folded, channels-last; weights "
+          f"setdet LibTorch 1.13, BatchNorm folded, channels-last, convolutions on oneDNN "
+          f"with prepacked weights (Winograd for 3x3 stride-1 layers); weights "
           f"{'equal (torchvision state_dict imported)' if equal_weights else 'random on each side'}"
-          f"; glibc malloc: {MALLOC_ENV}="
-          f"{os.environ.get(MALLOC_ENV, 'unset (dynamic threshold)')} on every side"
+          f"; glibc malloc: "
+          + " ".join(f"{k}={os.environ.get(k, 'unset')}" for k in MALLOC_FIXED)
+          + " on every side"
           f"; 1-min load average {load_before:.2f} before / {os.getloadavg()[0]:.2f} after, "
           f"{os.cpu_count()} cores")
     print()

@@ -59,6 +59,6 @@ set(CPACK_DEBIAN_PACKAGE_SECTION devel)
 # the CMake package's find_dependency calls need the -dev packages (their CMake configs and
 # headers); they pull in the runtime libraries the CLI and libsetdet_ops.so load
 set(CPACK_DEBIAN_PACKAGE_DEPENDS
-  "libtorch-dev (>= 1.13), libopencv-dev, libsimdjson-dev, zlib1g-dev, libyaml-cpp-dev, libspdlog-dev, libfmt-dev, libgloo-dev, libxgboost-dev")
+  "libtorch-dev (>= 1.13), libopencv-dev, libsimdjson-dev, zlib1g-dev, libyaml-cpp-dev, libspdlog-dev, libfmt-dev, libgloo-dev, libxgboost-dev, libdnnl-dev")
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 include(CPack)

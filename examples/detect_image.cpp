@@ -12,6 +12,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: " << argv[0] << " CONFIG CHECKPOINT IMAGE [SCORE_THRESHOLD]\n";
     return 2;
   }
+  setdet::keep_freed_memory_for_reuse();  // large images: reuse freed tensors (glibc)
   try {
     setdet::DetectorOptions options;
     if (argc == 5) options.detect.score_threshold = std::atof(argv[4]);

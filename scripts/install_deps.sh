@@ -10,6 +10,10 @@ packages=(
   # 2 threads; DETA demo training 5.4 -> 9.1 images/s). The OpenMP build shares LibTorch's libgomp
   # threads, so --threads and the ThreadGovernorHook govern it too.
   libopenblas0-openmp
+  # oneDNN's headers, for inference convolutions on the libdnnl LibTorch itself links: prepacked
+  # weights, fused ReLU / residual, Winograd (FCOS R50-FPN network 1.08x -> 0.6-0.9x ONNX Runtime,
+  # docs/benchmarks.md)
+  libdnnl-dev
   libtorch-dev libgloo-dev libopencv-dev libsimdjson-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev
   libcli11-dev libspdlog-dev libfmt-dev libgtest-dev libgmock-dev libbenchmark-dev
   libxgboost-dev  # XGBoost 1.7 C API: the VRD pipeline's gradient-boosted models

@@ -38,9 +38,11 @@
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
 #include "setdet/data/transforms.h"
+#include "setdet/engine/autocast.h"
 #include "setdet/io/state_dict.h"
 #include "setdet/layers/fused_conv_norm.h"
 #include "setdet/layers/group_norm.h"
+#include "setdet/layers/onednn_conv.h"
 #include "setdet/models/detector.h"
 #include "setdet/models/detectors/fcos.h"
 #include "setdet/models/detectors/two_stage.h"
@@ -58,6 +60,8 @@ struct BenchOptions {
   int repeats = 5;
   int warmup = 1;
   bool no_fuse = false;
+  bool no_winograd = false;
+  std::string precision = "float32";
   bool breakdown = false;
   int64_t rois = 1000;
   std::vector<std::string> overrides;
@@ -96,9 +100,9 @@ std::vector<double> time_runs(const BenchOptions& o, F&& fn) {
 std::string common_json(const BenchOptions& o, bool fused) {
   return fmt::format(
       "\"mode\": \"{}\", \"config\": \"{}\", \"checkpoint\": \"{}\", \"threads\": {}, "
-      "\"fused\": {}, \"repeats\": {}, \"warmup\": {}",
-      o.mode, o.config, o.checkpoint, at::get_num_threads(), fused ? "true" : "false", o.repeats,
-      o.warmup);
+      "\"fused\": {}, \"winograd\": {}, \"precision\": \"{}\", \"repeats\": {}, \"warmup\": {}",
+      o.mode, o.config, o.checkpoint, at::get_num_threads(), fused ? "true" : "false",
+      onednn_winograd() ? "true" : "false", o.precision, o.repeats, o.warmup);
 }
 
 // The box head with and without its relation modules on the same random RoI features.
@@ -239,6 +243,8 @@ int run_bench(const BenchOptions& o) {
   auto model = DetectorRegistry().build(cfg["model"]);
   if (!o.checkpoint.empty()) load_model_weights(o.checkpoint, *model, cfg);
   model->eval();
+  model->set_inference_dtype(parse_precision(o.precision, "--precision"));
+  set_onednn_winograd(!o.no_winograd);
   const int64_t fused_modules = o.no_fuse ? 0 : fuse_for_inference(*model);
   const bool fused = fused_modules > 0;
   torch::NoGradGuard no_grad;
@@ -385,7 +391,12 @@ const RegisterCommand kBench{
       app.add_option("--width", o->width, "network input width (network, group-norm)");
       app.add_option("--repeats", o->repeats, "timed runs");
       app.add_option("--warmup", o->warmup, "untimed runs first")->check(CLI::NonNegativeNumber);
-      app.add_flag("--no-fuse", o->no_fuse, "keep BatchNorms unfolded");
+      app.add_flag("--no-fuse", o->no_fuse,
+                   "keep BatchNorms unfolded and convolutions unpacked (at::conv2d)");
+      app.add_flag("--no-winograd", o->no_winograd,
+                   "packed convolutions use oneDNN's direct kernel only");
+      app.add_option("--precision", o->precision, "network precision: float32 or bfloat16")
+          ->check(CLI::IsMember({"float32", "bfloat16"}));
       app.add_flag("--breakdown", o->breakdown,
                    "network: also time backbone, neck, head; e2e: time each stage");
       app.add_option("--set", o->overrides, "config override key.path=value (repeatable)")

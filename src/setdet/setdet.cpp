@@ -15,6 +15,7 @@
 #include "setdet/data/loader.h"
 #include "setdet/data/random.h"
 #include "setdet/data/transforms.h"
+#include "setdet/engine/autocast.h"
 #include "setdet/io/state_dict.h"
 #include "setdet/layers/fused_conv_norm.h"
 #include "setdet/models/detector.h"
@@ -199,7 +200,9 @@ Detector::Detector(const std::string& config_path, const std::string& checkpoint
     impl_->model = DetectorRegistry().build(cfg["model"]);
     load_model_weights(checkpoint_path, *impl_->model, cfg);
     impl_->model->eval();
-    fuse_for_inference(*impl_->model);  // BatchNorm folded into the convolutions (same output)
+    impl_->model->set_inference_dtype(parse_precision(options.precision, "DetectorOptions.precision"));
+    // BatchNorm folded into the convolutions, weights prepacked for oneDNN (same output)
+    fuse_for_inference(*impl_->model);
     impl_->model->to(impl_->device);
     if (const DuplicateRemovalConfig* d = impl_->model->duplicate_removal()) {
       impl_->configured_dedup = *d;

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "setdet/core/error.h"
+#include "setdet/core/malloc_tuning.h"  // keep_freed_memory_for_reuse(): call it once at start
 
 namespace setdet {
 
@@ -57,6 +58,10 @@ struct DetectorOptions {
   std::string device = "cpu";
   // > 0: LibTorch's intra-op thread count (process-wide: at::set_num_threads); 0: unchanged.
   int threads = 0;
+  // "float32", or "bfloat16": the network (backbone, neck, dense / RPN head) computes in bfloat16
+  // (fast on CPUs with AVX512-BF16 or AMX; see docs/benchmarks.md for speed and AP), decoding and
+  // duplicate removal stay float32. FCOS, ATSS, PSS, RetinaNet and Faster R-CNN.
+  std::string precision = "float32";
   DetectOptions detect;
 };
 

@@ -8,6 +8,7 @@
 #include "setdet/engine/autocast.h"
 #include "setdet/engine/runner.h"
 #include "setdet/layers/float32_group_norm.h"
+#include "setdet/layers/fused_conv_norm.h"
 #include "setdet/models/detectors/fcos.h"
 
 namespace setdet {
@@ -44,6 +45,51 @@ TEST(Autocast, ParsesTheConfigValues) {
   EXPECT_NE(error_of([&] {
               RunnerOptions::from_config(bad["runner"]);
             }).find("r.yaml: runner.autocast: unknown autocast 'half'"),
+            std::string::npos);
+}
+
+TEST(InferencePrecision, ParsesAndDetectorsRunTheirNetworkInBfloat16WithFloat32Outputs) {
+  EXPECT_EQ(parse_precision("float32", "--precision"), std::nullopt);
+  EXPECT_EQ(parse_precision("bfloat16", "--precision"), c10::ScalarType::BFloat16);
+  EXPECT_EQ(error_of([] { parse_precision("fp16", "DetectorOptions.precision"); }),
+            "DetectorOptions.precision: unknown precision 'fp16' (known: float32, bfloat16)");
+
+  torch::manual_seed(5);
+  auto model = tiny_fcos();
+  model->eval();
+  fuse_for_inference(*model);  // as setdet::Detector: the packed convolutions take bfloat16 too
+  torch::NoGradGuard no_grad;
+  const at::Tensor images = torch::randn({1, 3, 96, 128});
+  const DenseHeadOutputs f32 = model->forward(images);
+  model->set_inference_dtype(c10::ScalarType::BFloat16);
+  const DenseHeadOutputs b16 = model->forward(images);
+  EXPECT_FALSE(at::autocast::is_cpu_enabled());  // only inside the network
+  ASSERT_EQ(f32.size(), b16.size());
+  for (const auto& [name, levels] : f32) {
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const at::Tensor& b = b16.at(name)[l];
+      EXPECT_EQ(b.scalar_type(), at::kFloat) << name << " level " << l;
+      const double scale = std::max(levels[l].abs().max().item<double>(), 1.0);
+      const double diff = (b - levels[l]).abs().max().item<double>();
+      EXPECT_LE(diff, 0.05 * scale) << name << " level " << l;  // bfloat16: 8 mantissa bits
+      EXPECT_GT(diff, 0.0) << name << " level " << l << ": not computed in bfloat16";
+    }
+  }
+  // detections decode from float32 maps: same kind of output
+  const Batch batch = two_image_batch();
+  for (const auto& d : model->predict(batch)) {
+    EXPECT_EQ(d.boxes.scalar_type(), at::kFloat);
+    EXPECT_EQ(d.scores.scalar_type(), at::kFloat);
+  }
+  // "float32" clears it; training mode ignores it
+  model->set_inference_dtype(c10::ScalarType::Float);
+  EXPECT_EQ(model->inference_dtype(), std::nullopt);
+  EXPECT_TRUE(at::equal(model->forward(images).at("cls_logits")[0], f32.at("cls_logits")[0]));
+  model->set_inference_dtype(c10::ScalarType::BFloat16);
+  model->train();
+  EXPECT_EQ(model->forward(images).at("cls_logits")[0].scalar_type(), at::kFloat);
+  EXPECT_NE(error_of([&] { model->set_inference_dtype(c10::ScalarType::Half); })
+                .find("Half inference is not available for this detector"),
             std::string::npos);
 }
 

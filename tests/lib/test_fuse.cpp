@@ -6,7 +6,9 @@
 
 #include "setdet/layers/frozen_batch_norm.h"
 #include "setdet/layers/fused_conv_norm.h"
+#include "setdet/layers/packed_conv2d.h"
 #include "setdet/models/backbones/resnet.h"
+#include "setdet/models/detector.h"
 
 namespace setdet {
 namespace {
@@ -128,6 +130,42 @@ TEST(FuseForInference, WeightsChangedAfterFusionAreRefolded) {
   const auto unfused = net->forward(x);
   expect_close(unfused, refolded, 1e-4);
   EXPECT_GT((before.back() - unfused.back()).abs().max().item<double>(), 1e-2);
+}
+
+TEST(FuseForInference, PackedFcosGivesTheUnfusedDetections) {
+  // BatchNorm folded, every convolution (backbone, FPN, head) prepacked on oneDNN with ReLU /
+  // residual fused and Winograd where it applies: the detections of the plain model
+  torch::manual_seed(6);
+  auto model = DetectorRegistry().build(Config::parse(
+      "{type: FCOS, num_classes: 3,"
+      " backbone: {type: ResNet, depth: 18, base_channels: 32, norm: BN},"
+      " neck: {type: FPN, out_channels: 64, num_outs: 5, extra_input: p5},"
+      " head: {type: FCOSHead, num_convs: 2, channels: 64, gn_groups: 8}}",
+      "fcos.yaml"));
+  randomise_norms(*model, 7);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  Batch batch;
+  batch.images = torch::randn({1, 3, 256, 320});
+  batch.boxes = {torch::zeros({0, 4})};
+  batch.labels = {torch::zeros({0}, torch::kLong)};
+  ImageMeta meta;
+  meta.original_hw = meta.input_hw = meta.padded_hw = {256, 320};
+  batch.metas = {meta};
+  const std::vector<at::Tensor> plain = model->forward_network(batch.images);
+  const Detections plain_dets = model->predict(batch).at(0);
+  EXPECT_GT(fuse_for_inference(*model), 0);
+  int64_t packed = 0;
+  for (const auto& m : model->modules()) {
+    if (const auto* c = m->as<PackedConv2d>()) packed += c->fused();
+  }
+  EXPECT_EQ(packed, 2 * 2 + 3 + 3 * 2 + 2);  // towers, head outputs, FPN inner + layer, P6 P7
+  expect_close(model->forward_network(batch.images), plain, 1e-4);
+  const Detections dets = model->predict(batch).at(0);
+  ASSERT_EQ(dets.scores.size(0), plain_dets.scores.size(0));
+  EXPECT_TRUE(at::equal(dets.labels, plain_dets.labels));
+  EXPECT_LE((dets.scores - plain_dets.scores).abs().max().item<double>(), 1e-4);
+  EXPECT_LE((dets.boxes - plain_dets.boxes).abs().max().item<double>(), 1e-2);
 }
 
 TEST(FusedConvNorm, FoldsConvBiasAndStride) {

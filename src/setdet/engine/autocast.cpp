@@ -40,6 +40,13 @@ std::optional<c10::ScalarType> parse_autocast(const std::string& value, const st
   return std::nullopt;
 }
 
+std::optional<c10::ScalarType> parse_precision(const std::string& value, const std::string& where) {
+  if (value == "float32") return std::nullopt;
+  if (value == "bfloat16") return c10::ScalarType::BFloat16;
+  SETDET_CHECK(false, where, ": unknown precision '", value, "' (known: float32, bfloat16)");
+  return std::nullopt;
+}
+
 AutocastGuard::AutocastGuard(std::optional<c10::ScalarType> dtype, c10::DeviceType device) {
   if (!dtype) return;
   cuda_ = device == c10::DeviceType::CUDA;

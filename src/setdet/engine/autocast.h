@@ -22,6 +22,10 @@ bool cpu_has_native_bfloat16();
 // Resolves a `runner.autocast` value; `where` names it in errors. nullopt: no autocast.
 std::optional<c10::ScalarType> parse_autocast(const std::string& value, const std::string& where);
 
+// Resolves an inference precision (`--precision`, DetectorOptions.precision): float32 -> nullopt,
+// bfloat16 -> kBFloat16 (DetectorModel::set_inference_dtype); `where` names it in errors.
+std::optional<c10::ScalarType> parse_precision(const std::string& value, const std::string& where);
+
 // Turns autocast on for `device` with `dtype` while alive (nullopt: does nothing); on
 // destruction restores the previous state and, at the outermost level, drops the cast cache.
 class AutocastGuard {

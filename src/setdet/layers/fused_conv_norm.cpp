@@ -27,6 +27,9 @@ FusedConvNorm::FusedConvNorm(const torch::nn::Conv2dImpl& conv, const at::Tensor
   sources_.push_back(conv.weight);
   if (conv.bias.defined()) sources_.push_back(conv.bias);
   for (const auto& t : sources_) versions_.push_back(t._version());
+  if (weight_.device().is_cpu()) {
+    onednn_ = OneDnnConv2d(weight_, bias_, stride_, padding_, dilation_, groups_);
+  }
 }
 
 bool FusedConvNorm::stale() const {
@@ -36,9 +39,13 @@ bool FusedConvNorm::stale() const {
   return false;
 }
 
-at::Tensor FusedConvNorm::operator()(const at::Tensor& x) const {
+at::Tensor FusedConvNorm::operator()(const at::Tensor& x, bool relu,
+                                     const at::Tensor& residual) const {
   TORCH_INTERNAL_ASSERT(defined(), "FusedConvNorm used before fusion");
-  return at::conv2d(x, weight_, bias_, stride_, padding_, dilation_, groups_);
+  if (onednn_.defined() && OneDnnConv2d::applicable(x)) return onednn_(x, relu, residual);
+  at::Tensor y = at::conv2d(x, weight_, bias_, stride_, padding_, dilation_, groups_);
+  if (residual.defined()) y += residual;
+  return relu ? y.relu_() : y;
 }
 
 int64_t fuse_for_inference(torch::nn::Module& root) {

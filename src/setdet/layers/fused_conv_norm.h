@@ -1,7 +1,8 @@
 // Inference-time folding of a per-channel affine norm (eval-mode BatchNorm2d, FrozenBatchNorm2d)
 // into the convolution before it: conv(x, w) * s + t == conv(x, w * s[o]) + (b * s + t), with
 // s = gamma / sqrt(running_var + eps), t = beta - running_mean * s. The folded tensors are plain
-// members, never registered, so the module's parameters and state_dict are unchanged.
+// members, never registered, so the module's parameters and state_dict are unchanged. Inputs that
+// OneDnnConv2d takes run on it (prepacked weights, ReLU / residual fused); others on at::conv2d.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -10,6 +11,8 @@
 
 #include <utility>
 #include <vector>
+
+#include "setdet/layers/onednn_conv.h"
 
 namespace setdet {
 
@@ -24,8 +27,10 @@ class FusedConvNorm {
   bool defined() const { return weight_.defined(); }
   // True when a source tensor changed in place since the fusion (its version counter moved).
   bool stale() const;
-  // x: [N, C_in, H, W] in any memory format; the output keeps x's format as at::conv2d does.
-  at::Tensor operator()(const at::Tensor& x) const;
+  // relu(conv(x) + residual), ReLU and residual optional. x: [N, C_in, H, W] in any memory
+  // format; the output keeps x's format as at::conv2d does.
+  at::Tensor operator()(const at::Tensor& x, bool relu = false,
+                        const at::Tensor& residual = {}) const;
 
   const at::Tensor& weight() const { return weight_; }
   const at::Tensor& bias() const { return bias_; }
@@ -36,6 +41,7 @@ class FusedConvNorm {
   int64_t groups_ = 1;
   std::vector<at::Tensor> sources_;
   std::vector<int64_t> versions_;
+  OneDnnConv2d onednn_;  // defined for CPU weights
 };
 
 // Modules that fold layers for inference. fuse_for_inference(root) calls fuse_for_inference() on

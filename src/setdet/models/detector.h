@@ -4,8 +4,11 @@
 
 #include <torch/nn/module.h>
 
+#include <c10/core/ScalarType.h>
+
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -55,6 +58,30 @@ class DetectorModel : public torch::nn::Module {
   // The duplicate removal predict() applies (test_cfg.nms), live: `setdet test --dedup` changes it
   // between evaluations of one checkpoint. nullptr: the current output has none (NMS-free).
   virtual DuplicateRemovalConfig* duplicate_removal() { return nullptr; }
+
+  // The precision of the network (backbone, neck and dense / RPN head) in eval mode: nullopt is
+  // float32; kBFloat16 runs it under CPU autocast (convolutions and matrix products in bfloat16
+  // on oneDNN) and hands float32 maps to the rest, which stays float32. Training ignores it.
+  // Detectors that do not support it (supports_inference_dtype() false) reject kBFloat16.
+  void set_inference_dtype(std::optional<c10::ScalarType> dtype) {
+    if (dtype == c10::kFloat) dtype.reset();
+    SETDET_CHECK(!dtype || (*dtype == c10::kBFloat16 && supports_inference_dtype()),
+                 "detector: ", dtype ? c10::toString(*dtype) : "float32",
+                 " inference is not available for this detector (float32 only)");
+    inference_dtype_ = dtype;
+  }
+  std::optional<c10::ScalarType> inference_dtype() const { return inference_dtype_; }
+  virtual bool supports_inference_dtype() const { return false; }
+
+ protected:
+  // What the network's forward should run under (AutocastGuard): the inference dtype in eval
+  // mode, nothing in training mode.
+  std::optional<c10::ScalarType> network_autocast() const {
+    return is_training() ? std::nullopt : inference_dtype_;
+  }
+
+ private:
+  std::optional<c10::ScalarType> inference_dtype_;
 };
 
 SETDET_DEFINE_REGISTRY(DetectorRegistry, std::shared_ptr<DetectorModel>, "detector")

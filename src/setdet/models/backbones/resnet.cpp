@@ -158,9 +158,7 @@ BasicBlockImpl::BasicBlockImpl(int64_t in_channels, int64_t width, int64_t strid
 at::Tensor BasicBlockImpl::forward(const at::Tensor& x) {
   if (fused_ && !is_training()) {
     if (f1_.stale() || f2_.stale() || (f_down_.defined() && f_down_.stale())) fuse();
-    at::Tensor out = f2_(f1_(x).relu_());
-    out += f_down_.defined() ? f_down_(x) : x;
-    return out.relu_();
+    return f2_(f1_(x, /*relu=*/true), /*relu=*/true, f_down_.defined() ? f_down_(x) : x);
   }
   at::Tensor out = bn1_(conv1_(x)).relu_();
   out = bn2_(conv2_(out));
@@ -199,9 +197,8 @@ at::Tensor BottleneckImpl::forward(const at::Tensor& x) {
     if (f1_.stale() || f2_.stale() || f3_.stale() || (f_down_.defined() && f_down_.stale())) {
       fuse();
     }
-    at::Tensor out = f3_(f2_(f1_(x).relu_()).relu_());
-    out += f_down_.defined() ? f_down_(x) : x;
-    return out.relu_();
+    const at::Tensor identity = f_down_.defined() ? f_down_(x) : x;
+    return f3_(f2_(f1_(x, /*relu=*/true), /*relu=*/true), /*relu=*/true, identity);
   }
   at::Tensor out = bn1_(conv1_(x)).relu_();
   out = bn2_(conv2_(out)).relu_();
@@ -337,7 +334,7 @@ std::vector<at::Tensor> ResNetImpl::forward(const at::Tensor& images) {
   at::Tensor x;
   if (fused_ && !is_training()) {
     if (stem_.stale()) stem_ = bn1_.fuse_after(*conv1_);
-    x = stem_(images).relu_();
+    x = stem_(images, /*relu=*/true);
   } else {
     x = bn1_(conv1_(images)).relu_();
   }

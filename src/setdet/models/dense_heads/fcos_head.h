@@ -6,7 +6,6 @@
 #pragma once
 
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/conv.h>
 
 #include <array>
 #include <functional>
@@ -16,6 +15,7 @@
 
 #include "setdet/assign/fcos_assigner.h"
 #include "setdet/config/config.h"
+#include "setdet/layers/packed_conv2d.h"
 #include "setdet/models/backbones/backbone.h"
 
 namespace setdet {
@@ -100,7 +100,7 @@ class FCOSHeadImpl : public DenseHead {
   FCOSHeadOptions options_;
   bool output_reg_features_ = false;
   torch::nn::Sequential cls_tower_{nullptr}, reg_tower_{nullptr};
-  torch::nn::Conv2d cls_logits_{nullptr}, bbox_reg_{nullptr}, bbox_ctrness_{nullptr};
+  PackedConv2d cls_logits_{nullptr}, bbox_reg_{nullptr}, bbox_ctrness_{nullptr};
   at::Tensor scales_;  // [L]
 };
 TORCH_MODULE(FCOSHead);

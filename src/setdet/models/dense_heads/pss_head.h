@@ -6,9 +6,10 @@
 #pragma once
 
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/conv.h>
 
 #include <vector>
+
+#include "setdet/layers/packed_conv2d.h"
 
 namespace setdet {
 
@@ -32,8 +33,9 @@ class PositiveSampleSelectorImpl : public torch::nn::Module {
  private:
   PositiveSampleSelectorOptions options_;
   torch::nn::Sequential tower_{nullptr};
-  torch::nn::Conv2d pss_logits_{nullptr};
+  PackedConv2d pss_logits_{nullptr};
 };
 TORCH_MODULE(PositiveSampleSelector);
 
 }  // namespace setdet
+#include "setdet/layers/packed_conv2d.h"

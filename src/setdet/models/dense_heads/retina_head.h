@@ -7,8 +7,8 @@
 
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/conv.h>
 
+#include "setdet/layers/packed_conv2d.h"
 #include "setdet/models/dense_heads/fcos_head.h"
 
 namespace setdet {
@@ -43,7 +43,7 @@ class RetinaHeadImpl : public DenseHead {
   RetinaHeadOptions options_;
   // the blocks of classification_head.conv and regression_head.conv
   std::vector<torch::nn::Sequential> cls_tower_, reg_tower_;
-  torch::nn::Conv2d cls_logits_{nullptr}, bbox_reg_{nullptr};
+  PackedConv2d cls_logits_{nullptr}, bbox_reg_{nullptr};
 };
 TORCH_MODULE(RetinaHead);
 

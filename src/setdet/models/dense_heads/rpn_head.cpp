@@ -5,8 +5,8 @@
 namespace setdet {
 namespace {
 
-torch::nn::Conv2d rpn_conv(int64_t in, int64_t out, int64_t k) {
-  torch::nn::Conv2d c(torch::nn::Conv2dOptions(in, out, k).padding(k / 2));
+PackedConv2d rpn_conv(int64_t in, int64_t out, int64_t k) {
+  PackedConv2d c(torch::nn::Conv2dOptions(in, out, k).padding(k / 2));
   torch::nn::init::normal_(c->weight, 0.0, 0.01);
   torch::nn::init::zeros_(c->bias);
   return c;

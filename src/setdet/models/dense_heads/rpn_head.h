@@ -3,10 +3,10 @@
 // deltas ("bbox_pred") per location; weights N(0, 0.01), zero biases.
 #pragma once
 
-#include <torch/nn/modules/conv.h>
 
 #include <vector>
 
+#include "setdet/layers/packed_conv2d.h"
 #include "setdet/models/dense_heads/fcos_head.h"
 
 namespace setdet {
@@ -22,7 +22,7 @@ class RPNHeadImpl : public DenseHead {
  private:
   int64_t in_channels_, num_anchors_;
   std::vector<int64_t> strides_;
-  torch::nn::Conv2d conv_{nullptr}, cls_logits_{nullptr}, bbox_pred_{nullptr};
+  PackedConv2d conv_{nullptr}, cls_logits_{nullptr}, bbox_pred_{nullptr};
 };
 
 // Registered in DenseHeadRegistry as "RPNHead"; keys: type, num_anchors (default 3). The

@@ -6,6 +6,7 @@
 #include <algorithm>
 
 #include "setdet/distributed/process_group.h"
+#include "setdet/engine/autocast.h"
 #include "setdet/structures/anchors.h"
 
 namespace setdet {
@@ -43,6 +44,7 @@ FCOSDetector::FCOSDetector(int64_t num_classes, std::shared_ptr<Backbone> backbo
 }
 
 DenseHeadOutputs FCOSDetector::forward(const at::Tensor& images) {
+  const AutocastGuard autocast(network_autocast(), images.device().type());
   return to_float32(head_->forward(extract_features(images)));
 }
 

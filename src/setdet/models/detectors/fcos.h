@@ -58,6 +58,7 @@ class FCOSDetector : public SingleStageDetector {
   FCOSHeadImpl& head() { return *head_; }
   const FCOSTestConfig& test_cfg() const { return test_cfg_; }
   DuplicateRemovalConfig* duplicate_removal() override { return &test_cfg_.nms; }
+  bool supports_inference_dtype() const override { return true; }
 
  protected:
   // The points of these level sizes, cached; safe under concurrent predict() calls (the API's

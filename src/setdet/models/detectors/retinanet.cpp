@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "setdet/distributed/process_group.h"
+#include "setdet/engine/autocast.h"
 #include "setdet/models/detectors/fcos.h"
 
 namespace setdet {
@@ -38,6 +39,7 @@ RetinaNetDetector::RetinaNetDetector(int64_t num_classes, std::shared_ptr<Backbo
 }
 
 DenseHeadOutputs RetinaNetDetector::forward(const at::Tensor& images) {
+  const AutocastGuard autocast(network_autocast(), images.device().type());
   return to_float32(head_->forward(extract_features(images)));
 }
 

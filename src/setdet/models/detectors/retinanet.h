@@ -63,6 +63,7 @@ class RetinaNetDetector : public SingleStageDetector {
   const AnchorGenerator& anchor_generator() const { return anchors_; }
   const RetinaNetTestConfig& test_cfg() const { return test_cfg_; }
   DuplicateRemovalConfig* duplicate_removal() override { return &test_cfg_.nms; }
+  bool supports_inference_dtype() const override { return true; }
 
  private:
   std::shared_ptr<RetinaHeadImpl> head_;

@@ -3,6 +3,9 @@
 #include <torch/types.h>
 #include <torch/utils.h>
 
+#include "setdet/engine/autocast.h"
+#include "setdet/models/dense_heads/fcos_head.h"
+
 namespace setdet {
 
 TwoStageDetector::TwoStageDetector(int64_t num_classes, std::shared_ptr<Backbone> backbone,
@@ -38,8 +41,12 @@ bool TwoStageDetector::frozen_detector() const {
 std::vector<at::Tensor> TwoStageDetector::extract_features(const at::Tensor& images) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == 3,
               "FasterRCNN: images must be [B, 3, H, W], got ", images.sizes());
-  return neck_->forward(backbone_->forward(
-      channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images));
+  const at::Tensor x = channels_last_ ? images.contiguous(at::MemoryFormat::ChannelsLast) : images;
+  if (const auto dtype = network_autocast()) {  // bfloat16 inference: float32 maps for the rest
+    const AutocastGuard autocast(dtype, images.device().type());
+    return to_float32(neck_->forward(backbone_->forward(x)));
+  }
+  return neck_->forward(backbone_->forward(x));
 }
 
 std::vector<at::Tensor> TwoStageDetector::forward_network(const at::Tensor& images) {

@@ -33,6 +33,7 @@ class TwoStageDetector : public DetectorModel {
   // The pyramid and the RPN head's maps (the RoI stage depends on the proposals).
   std::vector<at::Tensor> forward_network(const at::Tensor& images) override;
   DuplicateRemovalConfig* duplicate_removal() override { return &roi_head_->test_cfg().nms; }
+  bool supports_inference_dtype() const override { return true; }
 
   RegionProposalNetworkImpl& rpn() { return *rpn_; }
   StandardRoIHeadImpl& roi_head() { return *roi_head_; }

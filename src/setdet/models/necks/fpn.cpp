@@ -8,8 +8,8 @@ namespace {
 
 namespace F = torch::nn::functional;
 
-torch::nn::Conv2d make_conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
-  torch::nn::Conv2d c(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2));
+PackedConv2d make_conv(int64_t in, int64_t out, int64_t k, int64_t stride) {
+  PackedConv2d c(torch::nn::Conv2dOptions(in, out, k).stride(stride).padding(k / 2));
   // torchvision FeaturePyramidNetwork / LastLevelP6P7 init
   torch::nn::init::kaiming_uniform_(c->weight, /*a=*/1.0);
   torch::nn::init::zeros_(c->bias);

@@ -9,13 +9,13 @@
 
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/container/sequential.h>
-#include <torch/nn/modules/conv.h>
 
 #include <functional>
 #include <string>
 #include <vector>
 
 #include "setdet/config/config.h"
+#include "setdet/layers/packed_conv2d.h"
 #include "setdet/models/backbones/backbone.h"
 
 namespace setdet {
@@ -53,8 +53,8 @@ class FPNImpl : public Neck {
  private:
   FPNOptions options_;
   torch::nn::ModuleList inner_blocks_{nullptr}, layer_blocks_{nullptr};
-  std::vector<torch::nn::Conv2d> inner_convs_, layer_convs_;
-  torch::nn::Conv2d p6_{nullptr}, p7_{nullptr};
+  std::vector<PackedConv2d> inner_convs_, layer_convs_;
+  PackedConv2d p6_{nullptr}, p7_{nullptr};
   bool max_pool_extra_ = false;
 };
 TORCH_MODULE(FPN);
