@@ -11,7 +11,7 @@ packages=(
   # threads, so --threads and the ThreadGovernorHook govern it too.
   libopenblas0-openmp
   # oneDNN's headers, for inference convolutions on the libdnnl LibTorch itself links: prepacked
-  # weights, fused ReLU / residual, Winograd (FCOS R50-FPN network 1.08x -> 0.6-0.9x ONNX Runtime,
+  # weights, fused ReLU / residual, Winograd (FCOS R50-FPN network 1.13x -> 0.65x ONNX Runtime,
   # docs/benchmarks.md)
   libdnnl-dev
   libtorch-dev libgloo-dev libopencv-dev libsimdjson-dev zlib1g-dev nlohmann-json3-dev libyaml-cpp-dev
