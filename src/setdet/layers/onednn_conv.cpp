@@ -112,21 +112,23 @@ struct OneDnnConv2d::State {
 
   std::shared_ptr<const Plan> plan(const Key& key);
   std::shared_ptr<memory> pack(const memory::desc& desc);
+  // oneDNN's weight dims: [out, in / groups, kh, kw], with groups in front when there are several
+  memory::dims weight_dims() const {
+    memory::dims d = dims(weight.sizes());
+    if (groups > 1) {
+      d.insert(d.begin(), groups);
+      d[1] = weight.size(0) / groups;
+    }
+    return d;
+  }
 };
 
 std::shared_ptr<memory> OneDnnConv2d::State::pack(const memory::desc& desc) {
   for (const auto& p : packed) {
     if (p->get_desc() == desc) return p;
   }
-  const int64_t out = weight.size(0);
-  memory::dims wdims = dims(weight.sizes());
-  Tag wtag = Tag::oihw;
-  if (groups > 1) {
-    wdims.insert(wdims.begin(), groups);
-    wdims[1] = out / groups;
-    wtag = Tag::goihw;
-  }
-  memory user({wdims, Type::f32, wtag}, cpu_engine(), weight.data_ptr());
+  memory user({weight_dims(), Type::f32, groups > 1 ? Tag::goihw : Tag::oihw}, cpu_engine(),
+              weight.data_ptr());
   auto result = std::make_shared<memory>(desc, cpu_engine());
   dnnl::reorder(user, *result).execute(thread_stream(), user, *result);
   thread_stream().wait();
@@ -151,12 +153,7 @@ std::shared_ptr<const Plan> OneDnnConv2d::State::plan(const Key& key) {
   plan->src_user = memory::desc({key.n, key.c, key.h, key.w}, type, tag);
   plan->dst_user = memory::desc(dims(plan->out_sizes), type, tag);
 
-  memory::dims wdims = dims(weight.sizes());
-  if (groups > 1) {
-    wdims.insert(wdims.begin(), groups);
-    wdims[1] = out / groups;
-  }
-  const memory::desc weights_any(wdims, type, Tag::any);
+  const memory::desc weights_any(weight_dims(), type, Tag::any);
   const memory::desc bias_md = bias.defined() ? memory::desc({out}, Type::f32, Tag::x)
                                               : memory::desc();
   const memory::dims strides = dims(stride), pad_l = dims(padding);
@@ -264,6 +261,13 @@ at::MemoryFormat format_of(const at::Tensor& x) {
              : at::MemoryFormat::Contiguous;
 }
 
+// The plan a call on x (4-D) takes.
+Key key_of(const at::Tensor& x, bool relu, bool residual) {
+  return Key{x.size(0), x.size(1), x.size(2), x.size(3), compute_in_bfloat16(x),
+             format_of(x) == at::MemoryFormat::ChannelsLast, relu, residual,
+             winograd_enabled.load()};
+}
+
 }  // namespace
 
 at::Tensor OneDnnConv2d::operator()(const at::Tensor& x, bool relu,
@@ -273,12 +277,9 @@ at::Tensor OneDnnConv2d::operator()(const at::Tensor& x, bool relu,
               "without gradient recording, got ", x.sizes(), " ", x.scalar_type());
   TORCH_CHECK(x.size(1) == state_->weight.size(1) * state_->groups, "OneDnnConv2d: expected ",
               state_->weight.size(1) * state_->groups, " input channels, got ", x.size(1));
-  const bool bf16 = compute_in_bfloat16(x);
+  const Key key = key_of(x, relu, residual.defined());
   const at::MemoryFormat format = format_of(x);
-  const at::Tensor in = x.to(bf16 ? at::kBFloat16 : at::kFloat).contiguous(format);
-  const Key key{in.size(0), in.size(1), in.size(2), in.size(3), bf16,
-                format == at::MemoryFormat::ChannelsLast, relu, residual.defined(),
-                winograd_enabled.load()};
+  const at::Tensor in = x.to(key.bf16 ? at::kBFloat16 : at::kFloat).contiguous(format);
   const auto plan = state_->plan(key);
   at::Tensor out = at::empty(plan->out_sizes, in.options().memory_format(format));
   TORCH_CHECK(!residual.defined() || residual.sizes() == out.sizes(),
@@ -320,10 +321,7 @@ at::Tensor OneDnnConv2d::operator()(const at::Tensor& x, bool relu,
 std::string OneDnnConv2d::implementation(const at::Tensor& x, bool relu, bool residual) const {
   TORCH_CHECK(defined(), "OneDnnConv2d: used before construction");
   TORCH_CHECK(x.dim() == 4, "OneDnnConv2d: expected a 4-D input, got ", x.sizes());
-  const Key key{x.size(0), x.size(1), x.size(2), x.size(3), compute_in_bfloat16(x),
-                format_of(x) == at::MemoryFormat::ChannelsLast, relu, residual,
-                winograd_enabled.load()};
-  return state_->plan(key)->pd.impl_info_str();
+  return state_->plan(key_of(x, relu, residual))->pd.impl_info_str();
 }
 
 void set_onednn_winograd(bool enabled) { winograd_enabled = enabled; }
